@@ -1,0 +1,70 @@
+"""The computer-vision demo hub: one Gradio app, a tab per task of "Beyond classification and detection".
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--device auto|cpu|cuda]
+                  [--weights-dir DIR] [--max-batch-size N]
+
+No model is loaded at start: each panel loads its model on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+
+import gradio as gr
+
+from core.runtime import configure
+
+#: The panels, in tab order. Each module has TITLE, SUMMARY (one line for the About tab) and build().
+PANEL_MODULES = (
+    "spaces.lab",
+)
+
+
+def panels():
+    return [importlib.import_module(name) for name in PANEL_MODULES]
+
+
+def build_app() -> gr.Blocks:
+    from spaces import about
+
+    modules = panels()
+    with gr.Blocks(title="Beyond classification and detection — demo hub") as demo:
+        gr.Markdown(
+            "# Beyond classification and detection\n"
+            "Interactive demos of the lecture: segmentation, instances, faces, style transfer and what networks learn."
+        )
+        with gr.Tabs():
+            for module in modules:
+                with gr.Tab(module.TITLE, id=module.__name__.split(".")[-1]):
+                    module.build()
+            with gr.Tab(about.TITLE, id="about"):
+                about.build(modules)
+    # Queue on: long jobs wait their turn instead of timing out; cheap per-image handlers
+    # are declared with batch=True so a GPU host serves many users per forward pass.
+    demo.queue(default_concurrency_limit=int(os.environ.get("CVHUB_CONCURRENCY", "2")))
+    return demo
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--weights-dir", default=os.environ.get("CVHUB_WEIGHTS_DIR"),
+                        help="folder searched first for weight files (also CVHUB_WEIGHTS_DIR)")
+    parser.add_argument("--max-batch-size", type=int, default=8,
+                        help="requests merged into one forward pass by batched handlers")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    configure(device=args.device, weights_dir=args.weights_dir, max_batch_size=args.max_batch_size)
+    build_app().launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The hub's PyTorch library: models, formulas and image handling, with no UI code."""

@@ -1,0 +1,1 @@
+"""ImageNet backbones shared by several tasks (style transfer, visualisation, encoders)."""

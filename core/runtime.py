@@ -1,0 +1,124 @@
+"""Where and how models run: device choice, dtype policy, a bounded model cache, OOM handling.
+
+The app sets the policy once from its flags (:func:`configure`); everything else asks
+:func:`settings`. Nothing here imports Gradio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from core.errors import UserError
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    weights_dir: Path | None = None
+    max_batch_size: int = 8
+    #: Upper bound on the parameters and buffers the model cache keeps in memory.
+    cache_bytes: int = 3 * 1024**3
+
+
+_settings = Settings(
+    weights_dir=Path(os.environ["CVHUB_WEIGHTS_DIR"]) if os.environ.get("CVHUB_WEIGHTS_DIR") else None
+)
+
+
+def configure(**changes) -> Settings:
+    """Replace some settings (the app calls this once, from its flags)."""
+    global _settings
+    if changes.get("weights_dir") is not None:
+        changes["weights_dir"] = Path(changes["weights_dir"])
+    _settings = replace(_settings, **changes)
+    return _settings
+
+
+def settings() -> Settings:
+    return _settings
+
+
+def pick_device(preference: str | None = None) -> torch.device:
+    """``auto`` takes CUDA when present; asking for ``cuda`` on a CPU host is an error."""
+    preference = preference or _settings.device
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("This host has no CUDA GPU; start the app with --device cpu or --device auto.")
+    return torch.device(preference)
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """Half precision on GPUs (twice the throughput, accuracy kept), fp32 on CPUs (fp16 is slow there)."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def module_bytes(module: nn.Module) -> int:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class ModelCache:
+    """Keeps loaded models, least recently used first out, under a byte budget.
+
+    Loading is serialised per name so twenty users arriving at once load a model once.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._models: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def get(self, key: str, load: Callable[[], object]) -> object:
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key][0]
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key][0]
+            model = load()
+            size = module_bytes(model) if isinstance(model, nn.Module) else 0
+            with self._lock:
+                self._models[key] = (model, size)
+                self._evict()
+            return model
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._models
+
+    def _evict(self) -> None:
+        # Never evict the newest model, even if it alone exceeds the budget.
+        while len(self._models) > 1 and sum(s for _, s in self._models.values()) > self.max_bytes:
+            self._models.popitem(last=False)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+@contextlib.contextmanager
+def gpu_memory_guard() -> Iterator[None]:
+    """Turn CUDA out-of-memory into one sentence and free the memory, so the app keeps serving."""
+    try:
+        yield
+    except torch.OutOfMemoryError as exc:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise UserError(
+            "The GPU ran out of memory for this request; please try a smaller image or fewer images at once."
+        ) from exc

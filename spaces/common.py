@@ -1,0 +1,85 @@
+"""What every panel shares: a safe image upload, errors as one sentence, model-loading notices."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from pathlib import Path
+
+import gradio as gr
+
+from core.errors import UserError
+from core.images import DEFAULT_MAX_SIDE, LoadedImage, load_image
+
+log = logging.getLogger("cvhub")
+
+
+class UploadImage(gr.Image):
+    """``gr.Image`` that hands the handler the uploaded file untouched.
+
+    Gradio's own ``Image`` opens the upload with PIL before our code runs, so a corrupt
+    file or a decompression bomb would fail inside Gradio with a generic error. Here the
+    path goes straight to :func:`core.images.load_image`, which explains what is wrong.
+    """
+
+    is_template = True  # rendered by the frontend's ordinary Image component
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("type", "filepath")
+        kwargs.setdefault("sources", ["upload", "clipboard"])
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, payload):
+        if payload is None or payload.path is None:
+            return super().preprocess(payload) if payload is not None else None
+        return str(Path(payload.path))
+
+
+def read_image(upload, *, what: str = "image", max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
+    """An upload (path, PIL image or array) as RGB; notes on what changed are shown as toasts."""
+    loaded = load_image(upload, max_side=max_side, what=what)
+    for note in loaded.notes:
+        gr.Info(note)
+    return loaded
+
+
+def _as_gradio_error(exc: Exception) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, UserError):
+        return gr.Error(str(exc), print_exception=False)
+    log.exception("unexpected error in a panel handler")
+    return gr.Error(f"Something went wrong on our side ({type(exc).__name__}); please try again or try another input.")
+
+
+def user_errors(fn):
+    """Wrap a handler (function or generator) so any failure reaches the user as one sentence."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                raise _as_gradio_error(exc) from exc
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise _as_gradio_error(exc) from exc
+
+    return wrapper
+
+
+def load_model_announced(name: str):
+    """``weights.load(name)``, telling the user when this is the (slow) first load."""
+    import weights
+
+    if not weights.is_loaded(name):
+        gr.Info(f"Loading model '{name}' (first use; later requests are faster)…")
+    return weights.load(name)

