@@ -1,0 +1,106 @@
+"""The whole path, browser or API -> panel -> core -> result, on the real app."""
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import gradio as gr
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from spaces.common import UploadImage, read_image, user_errors
+from tests.conftest import REPO
+
+LECTURE = {"headers": ["1", "2", "3", "4"], "data": [[1, 3, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]}
+VALUES = {"headers": ["1", "2"], "data": [[1, 2], [3, 4]]}
+UNPOOLED = [["0", "0", "2", "0"], ["0", "1", "0", "0"], ["0", "0", "0", "0"], ["3", "0", "0", "4"]]
+
+
+def _cells(html_grid: str) -> list[list[str]]:
+    import re
+
+    return [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html_grid)]
+
+
+def test_api_lab_unpool_and_errors(running_app):
+    client = Client(running_app, verbose=False)
+    _, pooled, unpooled, _, _ = client.predict(LECTURE, VALUES, api_name="/lab_unpool")
+    assert _cells(pooled) == [["5", "6"], ["7", "8"]]
+    assert _cells(unpooled) == UNPOOLED
+    bad = {"headers": ["1", "2"], "data": [[1, "x"], [3, 4]]}
+    with pytest.raises(AppError, match="Row 1 of the input grid has a cell that is not a number"):
+        client.predict(bad, VALUES, api_name="/lab_unpool")
+    # ... and the app keeps serving
+    assert _cells(client.predict(LECTURE, VALUES, api_name="/lab_unpool")[2]) == UNPOOLED
+
+
+def test_api_many_users_at_once(running_app):
+    client = Client(running_app, verbose=False)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: client.predict(LECTURE, VALUES, api_name="/lab_unpool")[2], range(16)))
+    assert all(_cells(r) == UNPOOLED for r in results)
+
+
+def test_api_model_table_lists_the_registry(running_app):
+    import weights
+
+    table = Client(running_app, verbose=False).predict(api_name="/models")
+    assert [row[0] for row in table["data"]] == weights.list_models()
+    vgg = next(row for row in table["data"] if row[0] == "vgg19-caffe")
+    assert vgg[5] == "yes"  # the app was started with --weights-dir ../shared/weights
+
+
+def test_bad_upload_gets_one_sentence_and_app_keeps_serving(tmp_path):
+    """UploadImage hands the raw file to core.images, so a corrupt upload is explained, not crashed on."""
+
+    @user_errors
+    def size_of(upload):
+        return "x".join(map(str, read_image(upload, what="photo").image.size))
+
+    with gr.Blocks() as demo:
+        inp, out = UploadImage(), gr.Textbox()
+        gr.Button().click(size_of, inp, out, api_name="size")
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        corrupt = tmp_path / "photo.jpg"
+        corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        with pytest.raises(AppError, match="could not be read as an image"):
+            client.predict(handle_file(str(corrupt)), api_name="/size")
+        from PIL import Image
+
+        Image.new("LA", (64, 48)).save(tmp_path / "ok.png")
+        assert client.predict(handle_file(str(tmp_path / "ok.png")), api_name="/size") == "64x48"
+    finally:
+        demo.close()
+
+
+def test_browser_visits_every_tab_and_reads_the_unpooling(running_app, tmp_path):
+    """Headless Chromium, as a student would: open the app, visit each tab, run the lab."""
+    from playwright.sync_api import sync_playwright
+
+    import app
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser test (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(running_app)
+        titles = [m.TITLE for m in app.panels()] + ["About"]
+        for title in titles[1:] + titles[:1]:
+            page.get_by_role("tab", name=title, exact=True).click()
+            page.wait_for_timeout(300)
+        page.locator("#lab-unpool-button").click()
+        page.locator("#lab-maxunpool table").wait_for(timeout=30_000)
+        rows = page.locator("#lab-maxunpool tr").all()
+        assert [[td.inner_text() for td in row.locator("td").all()] for row in rows] == UNPOOLED
+        shot = tmp_path / "screenshot.png"
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("CVHUB_UPDATE_SCREENSHOT"):
+        shutil.copy(shot, REPO / "docs" / "screenshot.png")
