@@ -1,0 +1,36 @@
+"""``python -m core.segmentation {train,evaluate,export,list}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    from core.segmentation import evaluate, export, train
+
+    parser = argparse.ArgumentParser(prog="python -m core.segmentation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train.add_arguments(sub.add_parser("train", help="train a model on CamVid"))
+    evaluate.add_arguments(sub.add_parser("evaluate", help="per-class IoU, class avg., global accuracy, mIoU"))
+    export.add_arguments(sub.add_parser("export", help="checkpoint -> fp16 safetensors"))
+    sub.add_parser("list", help="print the registered segmentation models")
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        if args.out is None:
+            args.out = f"runs/{args.model}"
+        train.train(args)
+        return 0
+    if args.command == "evaluate":
+        return evaluate.main(args)
+    if args.command == "export":
+        return export.main(args)
+    import weights
+
+    for name in weights.list_models("segmentation"):
+        print(name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

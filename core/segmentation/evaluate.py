@@ -1,0 +1,88 @@
+"""Evaluate a registered segmentation model on a folder of frames + label maps, print JSON or the lecture's table.
+
+    python -m core.segmentation evaluate --model enet-camvid --images ../shared/data/camvid/val \
+        --labels ../shared/data/camvid/valannot [--json]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from core.segmentation.classes import CAMVID_CLASSES, LECTURE_ORDER, VOID
+from core.segmentation.data import load_pairs, pair_files
+from core.segmentation.metrics import confusion_matrix, scores
+from core.segmentation.predict import segment_logits
+
+
+def working_scale(input_size: tuple[int, int] | None, size: tuple[int, int]) -> float:
+    """Scale that fits an HxW image into the (h, w) the model was trained at (1.0 when unknown).
+
+    A 480x360 CamVid frame and a model trained at 320x240 give 2/3: objects then appear at
+    the size the network learnt them.
+    """
+    if not input_size:
+        return 1.0
+    return min(input_size[0] / size[0], input_size[1] / size[1])
+
+
+@torch.no_grad()
+def evaluate_model(model, record, images, labels, *, batch_size: int = 4, device="cpu") -> dict:
+    """uint8 Nx3xHxW frames + NxHxW labels -> :func:`core.segmentation.metrics.scores` (void ignored) + ``frames``."""
+    num_classes = len(record.class_names) or len(CAMVID_CLASSES)
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    scale = working_scale(record.input_size, tuple(images.shape[-2:]))
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device).float() / 255
+        pred = segment_logits(model, x, normalize=record.normalize, scale=scale).argmax(1)
+        conf += confusion_matrix(pred.cpu(), labels[i : i + batch_size], num_classes, VOID)
+    result = scores(conf)
+    result["classes"] = list(record.class_names or CAMVID_CLASSES)
+    result["frames"] = len(images)
+    return result
+
+
+def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: int | None = None) -> dict:
+    """Load the registered model ``name`` and score it on the frames of ``image_dir`` against ``label_dir``."""
+    import weights
+
+    record = weights.get_record(name)
+    model = weights.create(name, device=device)
+    pairs = pair_files(Path(image_dir), Path(label_dir))
+    if limit:
+        pairs = pairs[:limit]
+    data = load_pairs(pairs)
+    result = evaluate_model(model, record, data.images, data.labels, device=device)
+    result["model"] = name
+    return result
+
+
+def format_table(result: dict) -> str:
+    """One row laid out like the lecture's CamVid table: per-class accuracy in its column order, class avg., class IoU."""
+    acc = dict(zip(result["classes"], result["class_accuracy"]))
+    iou = dict(zip(result["classes"], result["iou"]))
+    head = ["Model", *LECTURE_ORDER, "class avg.", "class IoU"]
+    acc_row = [result.get("model", ""), *(f"{100 * acc[c]:.1f}" for c in LECTURE_ORDER),
+               f"{100 * result['class_avg']:.1f}", f"{100 * result['mIoU']:.1f}"]
+    iou_row = ["  (IoU)", *(f"{100 * iou[c]:.1f}" for c in LECTURE_ORDER), "", ""]
+    widths = [max(len(h), len(a), len(b)) for h, a, b in zip(head, acc_row, iou_row)]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in (head, acc_row, iou_row)]
+    lines.append(f"global accuracy {100 * result['global_accuracy']:.1f} over {result['frames']} frames (void ignored)")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    result = evaluate_folders(args.model, args.images, args.labels, device=args.device, limit=args.limit)
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 0
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="a registered segmentation model (see `list`)")
+    p.add_argument("--images", required=True)
+    p.add_argument("--labels", required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--limit", type=int, default=None)

@@ -1,0 +1,81 @@
+"""FCN-8s (Long, Shelhamer & Darrell, 2015): a classifier made fully convolutional, with skip fusion.
+
+VGG-16's conv blocks; ``fc6``/``fc7`` become convolutions; class scores are predicted at
+stride 32 and fused (summed) with scores predicted from pool4 (stride 16) and pool3
+(stride 8), each fusion after a learned 2x upsampling (transposed conv initialised to
+bilinear interpolation, as in the paper); a final 8x upsampling returns to H x W.
+
+One departure, for size: the paper's fc6 is a 7x7x512x4096 conv (103 M weights); here fc6
+is a 3x3 conv to 1024 channels and fc7 a 1x1 conv (DeepLab-LargeFOV's reduction), so the
+model ships in a few MB on top of the encoder.
+
+Input Bx3xHxW (H, W multiples of 32), output BxCxHxW logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.segmentation.vgg16 import vgg16_blocks
+
+
+def bilinear_kernel(channels: int, factor: int) -> torch.Tensor:
+    """Weights (channels, channels, 2f - f%2, ...) making ConvTranspose2d(stride=f) a bilinear upsampling.
+
+    Per channel (no mixing), the outer product of the 1-D tent ``1 - |i - c| / f``;
+    for f = 2 the 1-D tent is (0.25, 0.75, 0.75, 0.25).
+    """
+    size = 2 * factor - factor % 2
+    center = (size - 1) / 2
+    tent = 1 - (torch.arange(size, dtype=torch.float32) - center).abs() / factor
+    kernel = torch.zeros(channels, channels, size, size)
+    kernel[range(channels), range(channels)] = tent[:, None] * tent[None, :]
+    return kernel
+
+
+def learned_upsampling(channels: int, factor: int) -> nn.ConvTranspose2d:
+    """x``factor`` transposed conv, starting as exact bilinear interpolation (output = factor * input size)."""
+    size = 2 * factor - factor % 2
+    up = nn.ConvTranspose2d(channels, channels, size, stride=factor, padding=(size - factor) // 2, bias=False)
+    with torch.no_grad():
+        up.weight.copy_(bilinear_kernel(channels, factor))
+    return up
+
+
+class FCN8s(nn.Module):
+    stride = 32
+
+    def __init__(self, num_classes: int = 11, fc_channels: int = 1024):
+        super().__init__()
+        self.encoder = vgg16_blocks(batch_norm=False)
+        self.fc = nn.Sequential(
+            nn.Conv2d(512, fc_channels, 3, padding=1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
+            nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
+        )
+        self.score_fr = nn.Conv2d(fc_channels, num_classes, 1)
+        self.score_pool4 = nn.Conv2d(512, num_classes, 1)
+        self.score_pool3 = nn.Conv2d(256, num_classes, 1)
+        # The paper zero-initialises the skip scores so training starts from FCN-32s' output.
+        for score in (self.score_pool4, self.score_pool3):
+            nn.init.zeros_(score.weight)
+            nn.init.zeros_(score.bias)
+        self.up2_fr = learned_upsampling(num_classes, 2)
+        self.up2_pool4 = learned_upsampling(num_classes, 2)
+        self.up8 = learned_upsampling(num_classes, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = []
+        for block in self.encoder:
+            x = F.max_pool2d(block(x), 2, stride=2)
+            pooled.append(x)
+        pool3, pool4, pool5 = pooled[2], pooled[3], pooled[4]
+        scores = self.up2_fr(self.score_fr(self.fc(pool5)))       # stride 16
+        scores = self.up2_pool4(scores + self.score_pool4(pool4))  # stride 8
+        return self.up8(scores + self.score_pool3(pool3))          # stride 1
+
+
+def fcn8s_vgg(num_classes: int = 11) -> FCN8s:
+    """The registry's builder (no weights; :func:`core.segmentation.vgg16.init_from_vgg19` initialises the encoder)."""
+    return FCN8s(num_classes)

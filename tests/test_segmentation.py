@@ -1,0 +1,235 @@
+"""Semantic segmentation core: metrics and class weights by hand, padding, the four networks' shapes and mechanisms,
+CamVid loading/augmentation, and a resumable training run on two frames."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.segmentation.classes import CAMVID_CLASSES, VOID
+from core.segmentation.data import augment_batch, enet_class_weights, load_camvid
+from core.segmentation.metrics import confusion_matrix, scores
+from core.segmentation.padding import pad_to_stride, run_padded
+
+torch.set_num_threads(1)
+
+
+def test_confusion_matrix_and_scores_by_hand():
+    # truth    pred        (11 = void, ignored whatever the prediction)
+    # 0 0 1    0 1 1
+    # 1 2 11   1 2 0
+    target = torch.tensor([[0, 0, 1], [1, 2, 11]])
+    pred = torch.tensor([[0, 1, 1], [1, 2, 0]])
+    conf = confusion_matrix(pred, target, num_classes=3, ignore_index=11)
+    assert conf.tolist() == [[1, 1, 0], [0, 2, 0], [0, 0, 1]]
+    s = scores(conf)
+    # class 0: tp 1, row 2, col 1 -> IoU 1/2, acc 1/2; class 1: tp 2, row 2, col 3 -> IoU 2/3, acc 1; class 2: 1, 1.
+    assert s["iou"] == pytest.approx([1 / 2, 2 / 3, 1.0])
+    assert s["mIoU"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert s["class_accuracy"] == pytest.approx([0.5, 1.0, 1.0])
+    assert s["class_avg"] == pytest.approx(2.5 / 3)
+    assert s["global_accuracy"] == pytest.approx(4 / 5)
+
+
+def test_absent_class_is_left_out_of_the_means():
+    conf = torch.tensor([[3, 1, 0], [0, 4, 0], [0, 0, 0]])
+    s = scores(conf)
+    assert math.isnan(s["iou"][2])
+    assert s["mIoU"] == pytest.approx((3 / 4 + 4 / 5) / 2)
+
+
+def test_enet_class_weights_formula():
+    # Two classes of equal frequency: p = 0.5 each, w = 1 / ln(1.02 + 0.5).
+    w = enet_class_weights(counts=(5, 5), num_classes=2)
+    assert w.tolist() == pytest.approx([1 / math.log(1.52)] * 2, rel=1e-6)
+    camvid = enet_class_weights()
+    assert camvid.shape == (11,)
+    # The rarest class (Bicyclist) weighs far more than the commonest (Road), and all stay below 1/ln(1.02).
+    assert camvid[CAMVID_CLASSES.index("Bicyclist")] > 5 * camvid[CAMVID_CLASSES.index("Road")]
+    assert float(camvid.max()) < 1 / math.log(1.02)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 96), (5, 3)])
+def test_pad_to_stride_then_crop_back(size):
+    x = torch.arange(size[0] * size[1], dtype=torch.float32).reshape(1, 1, *size)
+    padded, original = pad_to_stride(x, 8)
+    assert original == size
+    assert padded.shape[-2] % 8 == 0 and padded.shape[-1] % 8 == 0
+    assert padded.shape[-2] - size[0] < 8 and padded.shape[-1] - size[1] < 8
+    assert torch.equal(padded[..., : size[0], : size[1]], x)  # the image itself is untouched
+    y = run_padded(torch.nn.Identity(), x, stride=8)
+    assert torch.equal(y, x)
+
+
+def test_enet_shapes_parameters_and_any_size():
+    from core.segmentation.enet import ENet
+
+    model = ENet(11).eval()
+    # The paper's ENet has 0.37 M parameters.
+    assert 0.30e6 < sum(p.numel() for p in model.parameters()) < 0.40e6
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 96)).shape == (2, 11, 64, 96)
+        assert run_padded(model, torch.randn(1, 3, 37, 53)).shape == (1, 11, 37, 53)
+
+
+def _record_pool_and_unpool(monkeypatch):
+    """Wrap F.max_pool2d / F.max_unpool2d to record the indices produced and consumed."""
+    produced, consumed = [], []
+    pool, unpool = F.max_pool2d, F.max_unpool2d
+
+    def recording_pool(*args, **kwargs):
+        out = pool(*args, **kwargs)
+        if kwargs.get("return_indices"):
+            produced.append(out[1])
+        return out
+
+    def recording_unpool(x, indices, *args, **kwargs):
+        consumed.append(indices)
+        return unpool(x, indices, *args, **kwargs)
+
+    monkeypatch.setattr(F, "max_pool2d", recording_pool)
+    monkeypatch.setattr(F, "max_unpool2d", recording_unpool)
+    return produced, consumed
+
+
+def test_segnet_decoder_unpools_with_the_encoders_indices(monkeypatch):
+    from core.segmentation.segnet import SegNet
+
+    produced, consumed = _record_pool_and_unpool(monkeypatch)
+    model = SegNet(11).eval()
+    with torch.no_grad():
+        y = model(torch.randn(1, 3, 64, 96))
+    assert y.shape == (1, 11, 64, 96)
+    assert len(produced) == 5 and len(consumed) == 5
+    # Decoder stage k unpools with the indices of encoder block 5-k: the very same tensors.
+    assert all(c is p for c, p in zip(consumed, reversed(produced)))
+
+
+def test_max_unpool_puts_values_back_where_the_max_was():
+    x = torch.tensor([[[[1.0, 5.0], [2.0, 3.0]]]])
+    pooled, idx = F.max_pool2d(x, 2, stride=2, return_indices=True)
+    assert F.max_unpool2d(pooled, idx, 2, stride=2).tolist() == [[[[0.0, 5.0], [0.0, 0.0]]]]
+
+
+def test_enet_decoder_unpools_with_the_downsampling_indices():
+    from core.segmentation.enet import ENet
+
+    model = ENet(11).eval()
+    produced, consumed = [], []
+    model.down1.register_forward_hook(lambda m, i, o: produced.append(o[1]))
+    model.down2.register_forward_hook(lambda m, i, o: produced.append(o[1]))
+    model.up4.register_forward_hook(lambda m, i, o: consumed.append(i[1]))
+    model.up5.register_forward_hook(lambda m, i, o: consumed.append(i[1]))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 48))
+    assert consumed[0] is produced[1] and consumed[1] is produced[0]
+
+
+def test_vgg16_encoder_takes_the_first_convs_of_each_vgg19_block():
+    from core.backbones.vgg import vgg19_features
+    from core.segmentation.segnet import SegNet
+    from core.segmentation.vgg16 import init_from_vgg19
+
+    vgg19 = vgg19_features().state_dict()
+    model = SegNet(11)
+    assert init_from_vgg19(model.encoder, vgg19) == 13
+    convs = [m for m in model.encoder[3] if isinstance(m, torch.nn.Conv2d)]
+    # Block 4 of VGG-19 is features[19, 21, 23, 25]; VGG-16 keeps 19, 21, 23.
+    assert torch.equal(convs[2].weight, vgg19["23.weight"])
+    assert len(convs) == 3
+
+
+def test_fcn_bilinear_kernel_and_upsampling():
+    from core.segmentation.fcn import bilinear_kernel, learned_upsampling
+
+    k = bilinear_kernel(1, 2)[0, 0]
+    tent = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    assert torch.allclose(k, tent[:, None] * tent[None, :])
+    x = torch.randn(1, 3, 6, 7)
+    up = learned_upsampling(3, 2)
+    with torch.no_grad():
+        y = up(x)
+    ref = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert y.shape == ref.shape
+    # Away from the border (where the transposed conv sees zero padding) it is bilinear interpolation.
+    assert torch.allclose(y[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1], atol=1e-5)
+
+
+def test_fcn8s_fuses_pool3_and_pool4_scores():
+    from core.segmentation.fcn import FCN8s
+
+    model = FCN8s(11).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        base = model(x)
+        assert base.shape == (1, 11, 64, 64)
+        model.score_pool3.bias.fill_(1.0)  # a constant added at stride 8 must reach the output
+        shifted = model(x)
+    assert not torch.allclose(base, shifted)
+
+
+def test_unet_concatenates_skips_on_a_timm_encoder():
+    from core.segmentation.unet import unet_timm
+
+    model = unet_timm(11, "resnet18").eval()
+    channels = model.encoder.feature_info.channels()  # resnet18: 64, 64, 128, 256, 512 at strides 2..32
+    first = model.decoder[0].convs[0]
+    assert first.in_channels == channels[-1] + channels[-2]
+    with torch.no_grad():
+        assert run_padded(model, torch.randn(1, 3, 50, 70)).shape == (1, 11, 50, 70)
+
+
+def test_unet_vgg_encoder_loads_vgg19_weights():
+    from core.backbones.vgg import vgg19_features
+    from core.segmentation.unet import unet_vgg, vgg19_to_timm
+
+    model = unet_vgg(11)
+    missing, unexpected = model.encoder.load_state_dict(vgg19_to_timm(vgg19_features().state_dict()), strict=False)
+    assert not missing  # every encoder conv has a VGG-19 source
+    assert model.stride == 16
+
+
+def test_camvid_loading_and_augmentation(shared):
+    data = load_camvid(shared / "data/camvid", "val", size=(90, 120), limit=2)
+    assert data.images.shape == (2, 3, 90, 120) and data.images.dtype == torch.uint8
+    assert data.labels.shape == (2, 90, 120) and int(data.labels.max()) <= VOID
+    g = torch.Generator().manual_seed(0)
+    x, y = augment_batch(data.images, data.labels, (64, 80), scale=(0.5, 0.5), generator=g)
+    assert x.shape == (2, 3, 64, 80) and y.shape == (2, 64, 80)
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    # Half of 90x120 is 45x60 < 64x80: the rest of the crop is void, so the loss ignores it.
+    assert (y == VOID).float().mean() >= 1 - 45 * 60 / (64 * 80) - 1e-6
+
+
+def test_flip_moves_image_and_labels_together():
+    image = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    image[..., :4] = 255  # left half white
+    label = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    label[..., :4] = 3  # left half road
+    for seed in range(6):
+        g = torch.Generator().manual_seed(seed)
+        x, y = augment_batch(image, label, (8, 8), scale=(1.0, 1.0), generator=g)
+        bright = x[0].mean(0) > x[0].mean()
+        assert torch.equal(bright, y[0] == 3)
+
+
+def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
+    from core.segmentation.train import train
+
+    args = SimpleNamespace(
+        model="enet", data=str(shared / "data/camvid"), out=str(tmp_path), epochs=2, batch_size=2,
+        crop=(64, 96), scale=0.25, scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1,
+        device="cpu", amp=False, resume=True, limit=2, time_limit=None, seed=0,
+    )
+    args.epochs = 1
+    train(args)
+    first = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert first["epoch"] == 0 and (tmp_path / "best.pt").exists()
+    args.epochs = 2
+    train(args)
+    second = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert second["epoch"] == 1  # continued from epoch 0, did not start over
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 2
