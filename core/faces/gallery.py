@@ -217,6 +217,12 @@ class GalleryStore:
                 "ORDER BY f.id LIMIT ?", (name, limit)).fetchall()
         return [r[0] for r in rows]
 
+    def face_rows(self, backend: str) -> list[tuple[int, str, bytes | None]]:
+        """``(face id, name, chip PNG)`` of every face of ``backend``, in the order of :meth:`index`'s rows."""
+        with self._connect() as con:
+            return con.execute("SELECT f.id, p.name, f.chip FROM faces f JOIN people p ON p.id = f.person_id "
+                               "WHERE f.backend = ? ORDER BY f.id", (backend,)).fetchall()
+
     def revision(self) -> int:
         with self._connect() as con:
             return con.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0]

@@ -185,7 +185,7 @@ class TorchFaceEmbedder:
 
     def align(self, rgb: np.ndarray, faces: list[DetectedFace]) -> torch.Tensor:
         """``H x W x 3`` uint8 + N faces -> ``N x 3 x S x S`` uint8 chips (one batched warp)."""
-        image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
+        image = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float()  # a copy: inputs may be read-only
         landmarks = torch.tensor(np.array([f.landmarks for f in faces]), dtype=torch.float64).reshape(-1, 5, 2)
         chips = warp_faces(image, landmarks, self.chip_size, self.padding)
         return chips.round().clamp(0, 255).to(torch.uint8)

@@ -99,6 +99,16 @@ def load_pipeline(backend: str = DEFAULT_BACKEND) -> FacePipeline:
                         threshold=float(record.metrics["threshold_sq_l2"]), description=record.description)
 
 
+def default_threshold(backend: str = DEFAULT_BACKEND) -> float:
+    """The backend's calibrated tau on the squared L2 distance, read from its record (no model is loaded)."""
+    import weights
+    import weights.records.faces  # noqa: F401
+
+    if backend not in BACKENDS:
+        raise UserError(f"Unknown face backend '{backend}'; choose one of: {', '.join(BACKENDS)}.")
+    return float(weights.get_record(BACKENDS[backend][0]).metrics["threshold_sq_l2"])
+
+
 def pick_face(face_set: FaceSet, index: int, *, what: str = "photo", min_face: int = MIN_FACE_SIDE) -> int:
     """Check that ``face_set`` has a usable face number ``index`` (0 = largest); returns it or raises one sentence."""
     if len(face_set) == 0:

@@ -132,7 +132,7 @@ def train_projection(embeddings: torch.Tensor, labels, *, margin: float = 0.2, s
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        report.losses.append(float(loss))
+        report.losses.append(loss.item())
     head.eval()
     with torch.no_grad():
         report.same_after, report.diff_after = _pair_distances(head(x), ids)
@@ -157,7 +157,7 @@ def train_same_different(embeddings: torch.Tensor, labels, *, steps: int = 300, 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        report.losses.append(float(loss))
+        report.losses.append(loss.item())
     with torch.no_grad():
         report.accuracy = float(((head(x[i], x[j]) > 0) == same).float().mean())
     return head, report

@@ -1,0 +1,131 @@
+"""The SQLite gallery: search, list/rename/delete, concurrent enrollments, a writer killed mid-transaction."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+import torch
+
+from core.errors import UserError
+from core.faces.gallery import GalleryStore
+from tests.conftest import REPO
+
+
+def test_enroll_search_rename_delete(tmp_path):
+    store = GalleryStore(tmp_path / "g.db")
+    store.enroll("Ada", torch.tensor([[0.0, 0.0], [0.0, 0.2]]), backend="toy")
+    store.enroll("Bob", torch.tensor([3.0, 4.0]), backend="toy")
+    store.enroll("Other backend", torch.tensor([[0.0, 0.0]]), backend="else")
+    matches = store.identify(torch.tensor([[0.1, 0.0], [3.0, 3.0], [10.0, 10.0]]), backend="toy", threshold=1.5)
+    assert [m.name for m in matches] == ["Ada", "Bob", None]
+    assert matches[0].distance == pytest.approx(0.01)  # (0.1)^2: the nearest of Ada's two faces
+    assert matches[1].distance == pytest.approx(1.0)
+    assert matches[2].nearest == "Bob" and matches[2].distance == pytest.approx(49 + 36)
+    store.rename("Ada", "Ada L.")
+    assert [(p.name, p.faces) for p in store.people()] == [("Ada L.", 2), ("Bob", 1), ("Other backend", 1)]
+    with pytest.raises(UserError):
+        store.rename("Bob", "Ada L.")
+    store.delete("Bob")
+    assert store.identify(torch.tensor([[3.0, 4.0]]), backend="toy", threshold=1.5)[0].name is None
+    with pytest.raises(UserError):
+        store.delete("Bob")
+    with pytest.raises(UserError):
+        store.enroll("   ", torch.zeros(1, 2), backend="toy")
+
+
+def test_search_matches_brute_force_and_sees_other_writers(tmp_path):
+    torch.manual_seed(0)
+    a, b = GalleryStore(tmp_path / "g.db"), GalleryStore(tmp_path / "g.db")  # two "processes"
+    emb = torch.randn(300, 32)
+    for k in range(30):
+        a.enroll(f"p{k}", emb[10 * k:10 * k + 10], backend="toy")
+    queries = torch.randn(7, 32)
+    matches = b.identify(queries, backend="toy", threshold=1e9)
+    brute = ((queries[:, None] - emb[None]) ** 2).sum(-1).argmin(1) // 10
+    assert [m.name for m in matches] == [f"p{int(k)}" for k in brute]
+    b.identify(queries, backend="toy", threshold=1e9)  # cached index
+    a.enroll("newcomer", queries[0], backend="toy")
+    assert b.identify(queries[:1], backend="toy", threshold=1e-6)[0].name == "newcomer"  # cache invalidated
+
+
+def test_twenty_concurrent_enrollments_lose_no_row(tmp_path):
+    path = tmp_path / "g.db"
+    GalleryStore(path)
+    barrier = threading.Barrier(20)
+    errors = []
+
+    def client(i):
+        try:
+            store = GalleryStore(path)  # each client its own store, as separate requests/processes would
+            barrier.wait()
+            store.enroll(f"person {i}", torch.full((3, 8), float(i)), backend="toy")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    store = GalleryStore(path)
+    people = store.people()
+    assert sorted(p.name for p in people) == sorted(f"person {i}" for i in range(20))
+    assert all(p.faces == 3 for p in people)
+    embeddings, names = store.labelled_embeddings("toy")
+    assert embeddings.shape == (60, 8)
+    for row, name in zip(embeddings, names):  # every row belongs to the right person
+        assert name == f"person {int(row[0])}"
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import torch
+    from core.faces import gallery
+
+    store = gallery.GalleryStore(sys.argv[1])
+    for k in range(3):
+        store.enroll(f"kept {k}", torch.randn(4, 16), backend="toy")
+    real_connect = gallery.GalleryStore._connect
+
+    def dying_connect(self):
+        cm = real_connect(self)
+        con = cm.__enter__()
+        def trace(statement):
+            # SIGKILL in the middle of the victim's transaction: its person row is written, its faces not committed
+            if statement.startswith("INSERT INTO faces"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        con.set_trace_callback(trace)
+        class Wrapper:
+            def __enter__(self_inner):
+                return con
+            def __exit__(self_inner, *exc):
+                return cm.__exit__(*exc)
+        return Wrapper()
+
+    gallery.GalleryStore._connect = dying_connect
+    store.enroll("victim", torch.randn(4, 16), backend="toy")
+    print("not killed")
+""")
+
+
+def test_process_killed_mid_enrollment_leaves_a_readable_gallery(tmp_path):
+    path = tmp_path / "g.db"
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -9, proc.stdout + proc.stderr  # it really died by SIGKILL
+    store = GalleryStore(path)
+    assert store.integrity_ok()
+    assert [(p.name, p.faces) for p in store.people()] == [("kept 0", 4), ("kept 1", 4), ("kept 2", 4)]
+    assert store.labelled_embeddings("toy")[0].shape == (12, 16)
+    store.enroll("after the crash", torch.randn(2, 16), backend="toy")  # and it is writable again
+    assert len(store.people()) == 4
+
+
+def test_not_a_database_is_one_sentence(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(UserError, match="not a usable SQLite database"):
+        GalleryStore(bad)
