@@ -1,3 +1,5 @@
 """Every model record of the hub, one module per task; importing this registers them all."""
 
 from weights.records import backbones  # noqa: F401
+from weights.records import style  # noqa: F401
+from weights.records import segmentation  # noqa: F401
