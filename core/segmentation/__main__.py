@@ -1,4 +1,4 @@
-"""``python -m core.segmentation {train,evaluate,export,list}``."""
+"""``python -m core.segmentation {train,evaluate,export,release,list}``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def main(argv=None) -> int:
     train.add_arguments(sub.add_parser("train", help="train a model on CamVid"))
     evaluate.add_arguments(sub.add_parser("evaluate", help="per-class IoU, class avg., global accuracy, mIoU"))
     export.add_arguments(sub.add_parser("export", help="checkpoint -> fp16 safetensors"))
+    export.add_release_arguments(sub.add_parser("release", help="export + val evaluation + model card + registry record"))
     sub.add_parser("list", help="print the registered segmentation models")
     args = parser.parse_args(argv)
     if args.command == "train":
@@ -23,9 +24,10 @@ def main(argv=None) -> int:
         return 0
     if args.command == "evaluate":
         return evaluate.main(args)
-    if args.command == "export":
+    if args.command in ("export", "release"):
         return export.main(args)
     import weights
+    import weights.records.segmentation  # noqa: F401  (until weights/records/__init__.py imports it)
 
     for name in weights.list_models("segmentation"):
         print(name)

@@ -14,18 +14,7 @@ import torch
 from core.segmentation.classes import CAMVID_CLASSES, LECTURE_ORDER, VOID
 from core.segmentation.data import load_pairs, pair_files
 from core.segmentation.metrics import confusion_matrix, scores
-from core.segmentation.predict import segment_logits
-
-
-def working_scale(input_size: tuple[int, int] | None, size: tuple[int, int]) -> float:
-    """Scale that fits an HxW image into the (h, w) the model was trained at (1.0 when unknown).
-
-    A 480x360 CamVid frame and a model trained at 320x240 give 2/3: objects then appear at
-    the size the network learnt them.
-    """
-    if not input_size:
-        return 1.0
-    return min(input_size[0] / size[0], input_size[1] / size[1])
+from core.segmentation.predict import segment_logits, working_scale
 
 
 @torch.no_grad()
@@ -47,6 +36,7 @@ def evaluate_model(model, record, images, labels, *, batch_size: int = 4, device
 def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: int | None = None) -> dict:
     """Load the registered model ``name`` and score it on the frames of ``image_dir`` against ``label_dir``."""
     import weights
+    import weights.records.segmentation  # noqa: F401  (until weights/records/__init__.py imports it)
 
     record = weights.get_record(name)
     model = weights.create(name, device=device)

@@ -39,3 +39,20 @@ def segment_logits(model, rgb01: torch.Tensor, *, normalize=imagenet_normalize, 
 def segment(model, rgb01: torch.Tensor, **kwargs) -> torch.Tensor:
     """Bx3xHxW RGB in [0, 1] -> BxHxW int64 class indices."""
     return segment_logits(model, rgb01, **kwargs).argmax(1)
+
+
+def working_scale(input_size: tuple[int, int] | None, size: tuple[int, int]) -> float:
+    """Scale that fits an HxW image into the (h, w) the model was trained at (1.0 when unknown).
+
+    A 480x360 CamVid frame and a model trained at 320x240 give 2/3: objects then appear at
+    the size the network learnt them.
+    """
+    if not input_size:
+        return 1.0
+    return min(input_size[0] / size[0], input_size[1] / size[1])
+
+
+def segment_as_recorded(model, record, rgb01: torch.Tensor) -> torch.Tensor:
+    """Bx3xHxW RGB in [0, 1] -> BxHxW class indices, with the record's normalisation and working scale."""
+    scale = working_scale(record.input_size, tuple(rgb01.shape[-2:]))
+    return segment(model, rgb01, normalize=record.normalize, scale=scale)

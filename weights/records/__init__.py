@@ -3,3 +3,4 @@
 from weights.records import backbones  # noqa: F401
 from weights.records import style  # noqa: F401
 from weights.records import segmentation  # noqa: F401
+from weights.records import segmentation  # noqa: F401

@@ -1,0 +1,80 @@
+"""Semantic segmentation on CamVid (11 classes): ENet trained by the project; SegNet, FCN-8s and U-Net architectures.
+
+The ``enet-camvid`` block between the RELEASE markers is written by
+``python -m core.segmentation release`` (sha256 and val metrics of the shipped file);
+edit the rest by hand.
+"""
+
+from core.segmentation.classes import CAMVID_CLASSES, CAMVID_COLORS
+from weights.registry import ModelRecord, ProjectFile, register
+
+_CAMVID = dict(
+    task="segmentation",
+    class_names=CAMVID_CLASSES,
+    class_colors=CAMVID_COLORS,
+    # Trained on 480x360 frames scaled by 2/3: inference fits any image into 320x240 first.
+    input_size=(240, 320),
+)
+
+# RELEASE enet-camvid BEGIN
+ENET_SHA256 = '1904f8a5e707ff6eaa6bf996f1b0e3cdc1ab8ba816c8093b7b10f2522c374a7e'
+ENET_METRICS = {'dataset': 'CamVid val (101 frames)',
+ 'mIoU': 0.1807,
+ 'class_avg': 0.2708,
+ 'global_accuracy': 0.6102,
+ 'iou': {'Sky': 0.6419,
+         'Building': 0.4113,
+         'Pole': 0.0,
+         'Road': 0.6402,
+         'Sidewalk': 0.0006,
+         'Tree': 0.2935,
+         'Sign': 0.0,
+         'Fence': 0.0,
+         'Car': 0.0001,
+         'Pedestrian': 0.0,
+         'Bicyclist': 0.0},
+ 'epochs': 1}
+# RELEASE enet-camvid END
+
+register(ModelRecord(
+    name="enet-camvid",
+    builder="core.segmentation.enet:enet",
+    source=ProjectFile("enet-camvid.safetensors"),
+    sha256=ENET_SHA256,
+    license="MIT (trained by this project on CamVid)",
+    description="ENet (Paszke et al. 2016), 0.36 M parameters, trained from scratch on CamVid train at 320x240, fp16.",
+    metrics=ENET_METRICS,
+    card="enet-camvid.md",
+    **_CAMVID,
+))
+
+# Architectures implemented and tested, not trained yet (no weights shipped): `create(name, pretrained=False)`
+# builds them for benchmarks and training; the panel times them but shows no prediction.
+_UNTRAINED = "not trained yet: no weights shipped"
+register(ModelRecord(
+    name="segnet-camvid",
+    builder="core.segmentation.segnet:segnet_vgg16",
+    source=ProjectFile("segnet-camvid.safetensors"),
+    sha256=None,
+    license="MIT (project code; encoder initialised from VGG-19, CC BY 4.0)",
+    description=f"SegNet: VGG-16 encoder with BN, decoder unpooling with the encoder's max-pool indices ({_UNTRAINED}).",
+    **_CAMVID,
+))
+register(ModelRecord(
+    name="fcn8s-camvid",
+    builder="core.segmentation.fcn:fcn8s_vgg",
+    source=ProjectFile("fcn8s-camvid.safetensors"),
+    sha256=None,
+    license="MIT (project code; encoder initialised from VGG-19, CC BY 4.0)",
+    description=f"FCN-8s on VGG-16 convs, skip fusion of pool3/pool4 scores ({_UNTRAINED}).",
+    **_CAMVID,
+))
+register(ModelRecord(
+    name="unet-vgg19-camvid",
+    builder="core.segmentation.unet:unet_vgg",
+    source=ProjectFile("unet-vgg19-camvid.safetensors"),
+    sha256=None,
+    license="MIT (project code; encoder initialised from VGG-19, CC BY 4.0)",
+    description=f"U-Net on timm's VGG-19 features_only encoder, concatenated skips ({_UNTRAINED}).",
+    **_CAMVID,
+))
