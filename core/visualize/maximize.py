@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import UserError
 from core.visualize.layers import layer_output
 
 #: Square root of ImageNet's RGB colour correlation (from lucent), columns scaled so the largest
@@ -126,7 +127,10 @@ def maximize(model: nn.Module, layer_path: str, unit: int, normalize, *, size: i
     for _ in range(steps):
         optimiser.zero_grad(set_to_none=True)
         x = random_transform(param(), reg, generator)
-        score = unit_objective(layer_output(model, layer_path, normalize(x).to(dtype)), unit).float().sum()
+        acts = layer_output(model, layer_path, normalize(x).to(dtype))
+        if not 0 <= unit < acts.shape[1]:
+            raise UserError(f"This layer has units 0 to {acts.shape[1] - 1}; unit {unit} does not exist.")
+        score = unit_objective(acts, unit).float().sum()
         (-score).backward()
         optimiser.step()
         history.append(float(score.detach()))
