@@ -1,0 +1,238 @@
+"""Neural style transfer panel: the lecture's J(G) = alpha J_content + beta J_style, optimised live."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import torch
+
+from core.errors import UserError
+from core.images import to_pil, to_tensor
+from core.runtime import gpu_memory_guard, pick_device
+from core.style.backbone import BACKBONES, DEFAULT_BACKBONE, load_backbone
+from core.style.costs import STYLE_NORMALIZATIONS
+from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, LAYER_NAMES
+from core.style.heatmaps import gram_pair
+from core.style.transfer import INITS, OPTIMIZERS, TransferConfig, as_batch, resize_longest, transfer
+from spaces.common import UploadImage, read_image, user_errors
+
+TITLE = "Style transfer"
+SUMMARY = (
+    "Gatys' neural style transfer with the lecture's cost J(G) = α J_content + β J_style on VGG-19: every layer, "
+    "weight, initialisation and optimiser selectable, the image and the costs streamed while it optimises, and the "
+    "style (Gram) matrices shown as heat-maps."
+)
+
+
+def _cuda() -> bool:
+    try:
+        return pick_device().type == "cuda"
+    except UserError:
+        return False
+
+
+def max_size() -> int:
+    """Operator cap on the result's longest side (CVHUB_STYLE_MAX_SIZE); 1024 px on a GPU host, 384 on a CPU."""
+    return int(os.environ.get("CVHUB_STYLE_MAX_SIZE", 1024 if _cuda() else 384))
+
+
+def max_steps() -> int:
+    """Operator cap on the number of steps (CVHUB_STYLE_MAX_STEPS); 1000 on a GPU host, 300 on a CPU."""
+    return int(os.environ.get("CVHUB_STYLE_MAX_STEPS", 1000 if _cuda() else 300))
+
+
+def concurrency() -> int:
+    """Runs at once (CVHUB_STYLE_CONCURRENCY): one per GPU by default, one on a CPU host."""
+    default = torch.cuda.device_count() if torch.cuda.is_available() else 1
+    return int(os.environ.get("CVHUB_STYLE_CONCURRENCY", max(default, 1)))
+
+
+def default_layer_table() -> pd.DataFrame:
+    """Every VGG-19 layer with its style weight lambda[l]: 1/5 on Gatys' five layers, 0 elsewhere."""
+    weights = [1.0 / len(DEFAULT_STYLE_LAYERS) if name in DEFAULT_STYLE_LAYERS else 0.0 for name in LAYER_NAMES]
+    return pd.DataFrame({"layer": list(LAYER_NAMES), "lambda": weights})
+
+
+def parse_layer_table(table) -> dict[str, float]:
+    """The lambda table (DataFrame or rows) -> {layer: lambda} for the non-zero rows."""
+    rows = table.values.tolist() if hasattr(table, "values") else (table or [])
+    weights = {}
+    for row in rows:
+        if len(row) < 2 or row[0] in (None, ""):
+            continue
+        name = str(row[0]).strip()
+        if name not in LAYER_NAMES:
+            raise UserError(f"'{name}' is not a VGG-19 layer; use one of {', '.join(LAYER_NAMES)}.")
+        try:
+            value = float(row[1]) if row[1] not in (None, "") else 0.0
+        except (TypeError, ValueError):
+            raise UserError(f"The lambda of {name} is not a number.") from None
+        if value < 0 or not np.isfinite(value):
+            raise UserError(f"The lambda of {name} must be a non-negative number.")
+        if value:
+            weights[name] = value
+    return weights
+
+
+def cost_frame(history: list[tuple[int, float, float, float]]) -> pd.DataFrame:
+    """(step, alpha J_content, beta J_style, J) rows -> a long table of log10 costs for the plot.
+
+    The weighted terms are plotted (what the optimiser balances), in log10 since they fall by
+    orders of magnitude.
+    """
+    rows = []
+    for step, content, style, total in history:
+        for curve, value in (("α·content", content), ("β·style", style), ("total", total)):
+            rows.append({"step": step, "log10 cost": float(np.log10(max(value, 1e-12))), "cost": curve})
+    return pd.DataFrame(rows, columns=["step", "log10 cost", "cost"])
+
+
+def gram_views(grams: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[np.ndarray, str]]:
+    """One picture per style layer: the style image's Gram (left) beside the result's (right), one colour scale."""
+    views = []
+    for layer, (g_style, g_generated) in grams.items():
+        left, right = gram_pair(g_style, g_generated, channels=64, size=192)
+        gap = torch.ones(3, left.shape[1], 8)
+        picture = torch.cat([left, gap, right], dim=2)
+        views.append((np.asarray(to_pil(picture)), f"{layer}: style S (left) vs generated G (right), first 64 channels"))
+    return views
+
+
+def example_images() -> list[list]:
+    """Redistributable examples from scikit-image's bundled pictures, written once to a temp folder."""
+    from PIL import Image
+    from skimage import data
+
+    folder = Path(tempfile.gettempdir()) / "cvhub-style-examples"
+    folder.mkdir(exist_ok=True)
+
+    def save(name: str) -> str:
+        path = folder / f"{name}.png"
+        if not path.exists():
+            Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(path)
+        return str(path)
+
+    return [
+        [save("astronaut"), save("immunohistochemistry")],
+        [save("chelsea"), save("hubble_deep_field")],
+        [save("coffee"), save("colorwheel")],
+    ]
+
+
+@user_errors
+def run_style(
+    content_upload, style_upload, style2_upload, blend, alpha, beta, layer_table, content_layer, normalization,
+    tv_weight, init, optimizer, lr, steps, size, style_scale, keep_colors, seed, backbone_name,
+):
+    """Generator: yields (image, cost plot, status, Gram heat-maps) as the optimisation goes."""
+    size, steps = int(size), int(steps)
+    if size > max_size():
+        raise UserError(f"This host allows results up to {max_size()} px; please choose a smaller size.")
+    if steps > max_steps():
+        raise UserError(f"This host allows up to {max_steps()} steps; please choose fewer.")
+    if size < 64 or steps < 1:
+        raise UserError("Choose a size of at least 64 px and at least one step.")
+    style_weights = parse_layer_table(layer_table)
+    if not style_weights and beta:
+        raise UserError("Give at least one style layer a non-zero lambda (or set β to 0).")
+    if content_layer not in LAYER_NAMES:
+        raise UserError("Pick the content layer from the list.")
+    content = resize_longest(as_batch(to_tensor(read_image(content_upload, what="content image").image)), size)
+    styles = [to_tensor(read_image(style_upload, what="style image").image)]
+    blend_weights = None
+    if style2_upload is not None:
+        styles.append(to_tensor(read_image(style2_upload, what="second style image").image))
+        blend_weights = [float(blend), 1.0 - float(blend)]
+    # Big style images only cost time: the network sees them at about the result's size.
+    styles = [resize_longest(as_batch(s), max(64, round(size * float(style_scale)))) for s in styles]
+    config = TransferConfig(
+        alpha=float(alpha), beta=float(beta), style_weights=style_weights, content_layer=content_layer,
+        normalization=normalization, tv_weight=float(tv_weight), init=init, optimizer=optimizer, lr=float(lr),
+        steps=steps, blend=blend_weights, style_scale=float(style_scale), keep_colors=bool(keep_colors),
+        seed=int(seed), preview_every=max(1, steps // 20),
+    )
+    try:
+        config.check()
+    except ValueError as exc:
+        raise UserError(f"Invalid setting: {exc}.") from None
+
+    backbone = load_backbone(backbone_name or DEFAULT_BACKBONE)
+    if backbone.note:
+        gr.Info(backbone.note)
+    history = []
+    with gpu_memory_guard():
+        # Closing this generator (the Stop button) closes transfer() too, which frees the GPU at once.
+        for p in transfer(backbone.features, backbone.normalize, content, styles, config):
+            history.append((p.step, config.alpha * p.content, config.beta * p.style, p.total))
+            ms = 1000 * p.seconds / p.step
+            status = (f"**Step {p.step}/{steps}** · {ms:.0f} ms per step · J = {p.total:.4g} "
+                      f"(α·J_content = {config.alpha * p.content:.3g}, β·J_style = {config.beta * p.style:.3g}"
+                      + (f", TV = {p.tv:.3g}" if config.tv_weight else "") + ")  \n"
+                      f"Backbone {backbone.name}; style cost normalised as **{config.normalization}** "
+                      + ("(1/(4 N² M²) ‖G(S) − G(G)‖²)" if config.normalization == "gatys" else "(½ ‖G(S) − G(G)‖²)"))
+            if p.done:
+                status += f"  \nDone in {p.seconds:.1f} s."
+                yield to_pil(p.image[0]), cost_frame(history), status, gram_views(p.grams)
+            elif p.image is not None:
+                yield to_pil(p.image[0]), cost_frame(history), status, gr.skip()
+            elif p.step % max(1, steps // 50) == 0:
+                yield gr.skip(), gr.skip(), status, gr.skip()
+
+
+def build() -> None:
+    gr.Markdown(
+        "Start from noise (the lecture's way), the content or the style image and change its **pixels** to minimise "
+        "J(G) = α J_content(C, G) + β J_style(S, G). J_content = ½‖a[l](C) − a[l](G)‖² on one hidden layer; "
+        "J_style = Σ_l λ[l] · ½‖G[l](S) − G[l](G)‖²_F where the style matrix G[l]_kk' = Σ_i Σ_j a_ijk a_ijk' says "
+        "which channels fire together, wherever they fire. VGG-19 with the original Caffe weights that Gatys used."
+    )
+    with gr.Row():
+        content = UploadImage(label="Content image C", height=260)
+        style = UploadImage(label="Style image S", height=260)
+        with gr.Column():
+            output = gr.Image(label="Generated image G", type="pil", height=260, format="png", interactive=False)
+    with gr.Row():
+        run = gr.Button("Run", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+    status = gr.Markdown()
+    plot = gr.LinePlot(x="step", y="log10 cost", color="cost", title="Costs (log10) while optimising", height=260)
+    with gr.Row():
+        alpha = gr.Number(1.0, label="α (content weight)")
+        beta = gr.Number(1000.0, label="β (style weight)")
+        steps = gr.Slider(1, max_steps(), value=min(100, max_steps()), step=1, label="steps")
+        size = gr.Slider(64, max_size(), value=min(256, max_size()), step=16, label="size (longest side, px)")
+    with gr.Row():
+        init = gr.Radio(list(INITS), value="noise", label="initialise G from")
+        optimizer = gr.Radio(list(OPTIMIZERS), value="lbfgs", label="optimiser")
+        content_layer = gr.Dropdown(list(LAYER_NAMES), value=DEFAULT_CONTENT_LAYER, label="content layer l")
+        normalization = gr.Radio(list(STYLE_NORMALIZATIONS), value="gatys", label="style cost normalisation",
+                                 info="gatys: 1/(4 N² M²) per layer; lecture: ½")
+    with gr.Accordion("Style layers λ[l], more styles, extras", open=False):
+        layers = gr.Dataframe(default_layer_table(), headers=["layer", "lambda"], datatype=["str", "number"],
+                              label="style weight λ[l] per layer (0 = unused)", interactive=True, max_height=300)
+        with gr.Row():
+            style2 = UploadImage(label="Second style image (optional)", height=180)
+            blend = gr.Slider(0, 1, value=0.5, step=0.05, label="blend: weight of the first style")
+        with gr.Row():
+            tv = gr.Number(0.0, label="total-variation weight")
+            lr = gr.Number(0.02, label="Adam learning rate")
+            style_scale = gr.Slider(0.25, 2.0, value=1.0, step=0.05, label="style scale")
+            keep = gr.Checkbox(False, label="keep the content's colours")
+            seed = gr.Number(0, precision=0, label="seed")
+            backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label="VGG-19 weights")
+    grams = gr.Gallery(label="Style matrices (Gram heat-maps): style S vs generated G, per layer", columns=3,
+                       height=300)
+    gr.Examples(example_images(), [content, style], label="Examples (scikit-image pictures)")
+    event = run.click(
+        run_style,
+        [content, style, style2, blend, alpha, beta, layers, content_layer, normalization, tv, init, optimizer, lr,
+         steps, size, style_scale, keep, seed, backbone],
+        [output, plot, status, grams],
+        api_name="stylize", concurrency_limit=concurrency(), concurrency_id="style-transfer",
+    )
+    stop.click(None, None, None, cancels=[event], api_name=False)
