@@ -1,0 +1,201 @@
+"""Semantic segmentation: label every pixel with CamVid's 11 classes, and compare ENet, SegNet, FCN-8s and U-Net live.
+
+Thin panel: the networks, the pre-processing (working scale, pad to stride, crop back), the
+overlay, the pixel shares and the timing all live in ``core.segmentation``.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+import weights
+from core.errors import UserError
+from core.images import to_pil, to_tensor
+from core.runtime import pick_device, settings
+from core.segmentation.overlay import class_shares, overlay
+from core.segmentation.predict import segment_as_recorded, working_scale
+from core.segmentation.speed import ms_per_frame, parameter_count
+from spaces.common import UploadImage, load_model_announced, read_image, user_errors
+
+TITLE = "Segmentation"
+SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet trained by the project, colour overlay, legend, "
+           "pixel shares, and a live ENet / SegNet / FCN-8s / U-Net comparison of speed, size and val mIoU.")
+
+#: Uploads are shrunk to this longest side: the models work at 320x240 anyway, the overlay stays sharp.
+MAX_SIDE = 1280
+
+
+def segmentation_models() -> list[str]:
+    return weights.list_models("segmentation")
+
+
+def trained_models() -> list[str]:
+    """Registered segmentation models whose weights are on this host."""
+    return [n for n in segmentation_models() if weights.is_available(weights.get_record(n))]
+
+
+@functools.lru_cache(maxsize=4)
+def _architecture_only(name: str, device: str):
+    """A model without trained weights (random init): only its speed and size mean something."""
+    torch.manual_seed(0)
+    return weights.create(name, pretrained=False, device=device)
+
+
+def _model(name: str):
+    """(model, trained?) for a registered name; untrained architectures are built for timing only."""
+    if name not in segmentation_models():
+        raise UserError(f"There is no segmentation model called '{name}'; pick one from the list.")
+    if weights.is_available(weights.get_record(name)):
+        return load_model_announced(name), True
+    return _architecture_only(name, str(pick_device())), False
+
+
+def legend_html(record, shares: torch.Tensor) -> str:
+    """Colour swatches with class names and pixel shares (C,), largest share first."""
+    rows = []
+    for i in sorted(range(len(record.class_names)), key=lambda c: -float(shares[c])):
+        r, g, b = record.class_colors[i]
+        rows.append(
+            f'<tr><td><span style="display:inline-block;width:1.1em;height:1.1em;background:rgb({r},{g},{b});'
+            f'border:1px solid #444"></span></td><td>{html.escape(record.class_names[i])}</td>'
+            f'<td style="text-align:right">{100 * float(shares[i]):.1f} %</td></tr>'
+        )
+    return ('<table class="seg-legend"><tr><th></th><th>class</th><th>pixels</th></tr>' + "".join(rows) + "</table>")
+
+
+def _val_miou(record) -> str:
+    miou = record.metrics.get("mIoU")
+    return f"{100 * miou:.1f}" if miou is not None else "n/a"
+
+
+def _as_tensor(image) -> torch.Tensor:
+    """PIL RGB -> 1x3xHxW in [0, 1]."""
+    return to_tensor(image)[None]
+
+
+def _segment_one(name: str, rgb01: torch.Tensor, opacity: float):
+    """1x3xHxW -> (overlay PIL, legend html, info markdown)."""
+    model, trained = _model(name)
+    if not trained:
+        raise UserError(f"Model '{name}' has no trained weights on this host yet; use it in compare mode for its speed.")
+    record = weights.get_record(name)
+    device = next(model.parameters()).device
+    x = rgb01.to(device)
+    labels = segment_as_recorded(model, record, x)
+    # Timed on a second call: the first pays one-off allocation costs a user would not see twice.
+    ms = ms_per_frame(lambda t: segment_as_recorded(model, record, t), x, warmup=0, repeats=1)
+    shares = class_shares(labels, len(record.class_names))[0]
+    shown = overlay(x, labels, record.class_colors, opacity)[0].cpu()
+    h, w = rgb01.shape[-2:]
+    s = working_scale(record.input_size, (h, w))
+    info = (f"**{name}**: {ms:.0f} ms for this {w}x{h} image on {device.type} (network input "
+            f"{round(w * s)}x{round(h * s)}), {parameter_count(model) / 1e6:.2f} M parameters, "
+            f"CamVid val mIoU {_val_miou(record)} %.")
+    return to_pil(shown), legend_html(record, shares), info
+
+
+@user_errors
+def segment_batch(images: list, names: list, opacities: list):
+    """Batched handler: one (overlay, legend, info) per request; a bad upload fails only its own request."""
+    overlays, legends, infos = [], [], []
+    errors = []
+    for image, name, opacity in zip(images, names, opacities):
+        try:
+            loaded = read_image(image, what="image", max_side=MAX_SIDE)
+            out = _segment_one(name, _as_tensor(loaded.image), float(opacity))
+        except UserError as exc:
+            errors.append(exc)
+            out = (None, "", f"⚠ {exc}")
+        overlays.append(out[0])
+        legends.append(out[1])
+        infos.append(out[2])
+    if len(images) == 1 and errors:
+        raise errors[0]
+    return overlays, legends, infos
+
+
+@user_errors
+def compare(image, names, opacity):
+    """Every chosen model on the same image: overlays side by side and a table of ms/frame, parameters, val mIoU."""
+    if not names:
+        raise UserError("Tick at least one model to compare.")
+    loaded = read_image(image, what="image", max_side=MAX_SIDE)
+    rgb01 = _as_tensor(loaded.image)
+    h, w = rgb01.shape[-2:]
+    gallery, rows = [], []
+    for name in names:
+        model, trained = _model(name)
+        record = weights.get_record(name)
+        device = next(model.parameters()).device
+        x = rgb01.to(device)
+        ms = ms_per_frame(lambda t: segment_as_recorded(model, record, t), x, warmup=1, repeats=3)
+        s = working_scale(record.input_size, (h, w))
+        if trained:
+            labels = segment_as_recorded(model, record, x)
+            gallery.append((to_pil(overlay(x, labels, record.class_colors, opacity)[0].cpu()),
+                            f"{name}: {ms:.0f} ms / frame"))
+        rows.append([name, round(ms, 1), f"{parameter_count(model) / 1e6:.2f} M", _val_miou(record),
+                     f"{round(w * s)}x{round(h * s)}", "yes" if trained else "no weights shipped: speed and size only"])
+    return gallery, rows
+
+
+def example_images() -> list[str]:
+    """Redistributable examples: scikit-image's bundled photos, written once to a temp folder."""
+    from skimage import data
+
+    folder = Path(tempfile.gettempdir()) / "cvhub-segmentation-examples"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for name in ("rocket", "astronaut", "coffee"):
+        path = folder / f"{name}.png"
+        if not path.exists():
+            from PIL import Image
+
+            Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(path)
+        paths.append(str(path))
+    return paths
+
+
+def build() -> None:
+    gr.Markdown(
+        "Every pixel gets one of CamVid's 11 classes (road scenes from a car: sky, building, road, car, pedestrian…). "
+        "The networks are encoder-decoders: ENet and SegNet upsample with **max unpooling** at the positions the "
+        "encoder's max pooling remembered; FCN-8s sums class scores from three strides; U-Net concatenates encoder "
+        "features. Any image size works: it is scaled to the training resolution, padded to the network's stride, "
+        "and the prediction is cropped and upsampled back."
+    )
+    trained = trained_models()
+    default = "enet-camvid" if "enet-camvid" in trained else (trained[0] if trained else None)
+    with gr.Row():
+        with gr.Column():
+            image = UploadImage(label="Street scene (or any photo)")
+            model = gr.Dropdown(trained, value=default, label="Model")
+            opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
+            run = gr.Button("Segment", variant="primary")
+            gr.Examples(example_images(), inputs=image)
+        with gr.Column():
+            shown = gr.Image(label="Classes over the photo", type="pil", format="png")
+            info = gr.Markdown()
+            legend = gr.HTML(label="Legend and pixel share")
+    batch = dict(batch=True, max_batch_size=settings().max_batch_size)
+    run.click(segment_batch, [image, model, opacity], [shown, legend, info], api_name="segment", **batch)
+    opacity.release(segment_batch, [image, model, opacity], [shown, legend, info], api_name=False, **batch)
+
+    with gr.Accordion("Compare models: the lecture's ENet-vs-SegNet table, live on this host", open=False):
+        all_models = segmentation_models()
+        lecture_pair = [n for n in ("enet-camvid", "segnet-camvid") if n in all_models]
+        chosen = gr.CheckboxGroup(all_models, value=lecture_pair,
+                                  label="Models (untrained architectures are timed with random weights)")
+        compare_btn = gr.Button("Compare")
+        gallery = gr.Gallery(label="Predictions", columns=2, height="auto")
+        table = gr.Dataframe(headers=["model", "ms / frame", "parameters", "val mIoU %", "network input", "trained"],
+                             label="Speed on this host, size and accuracy", interactive=False)
+        compare_btn.click(compare, [image, chosen, opacity], [gallery, table], api_name="compare_segmentation",
+                          concurrency_limit=1)

@@ -1,0 +1,177 @@
+"""Segmentation panel and release: overlay and pixel shares by hand, timing, the one-command release
+(fp16 file, val metrics, card, pinned record), and the panel's handlers on good and bad input."""
+
+import io
+import json
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import weights
+from core.segmentation.overlay import class_shares, colorize, overlay
+from core.segmentation.speed import ms_per_frame, parameter_count
+
+torch.set_num_threads(1)
+
+
+def test_overlay_blends_photo_and_class_colours_by_hand():
+    photo = torch.tensor([[[[0.0, 1.0]], [[0.0, 1.0]], [[0.0, 1.0]]]])  # 1x3x1x2: black, white
+    labels = torch.tensor([[[0, 1]]])
+    colors = [(255, 0, 0), (0, 0, 255)]
+    assert colorize(labels, colors)[0, :, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert torch.equal(overlay(photo, labels, colors, 0.0), photo)
+    assert torch.equal(overlay(photo, labels, colors, 1.0), colorize(labels, colors))
+    # Half way: black pixel + red -> (0.5, 0, 0); white pixel + blue -> (0.5, 0.5, 1).
+    half = overlay(photo, labels, colors, 0.5)[0]
+    assert half[:, 0, 0].tolist() == [0.5, 0.0, 0.0]
+    assert half[:, 0, 1].tolist() == [0.5, 0.5, 1.0]
+
+
+def test_class_shares_by_hand():
+    labels = torch.tensor([[[0, 0, 1], [2, 2, 2]], [[1, 1, 1], [1, 1, 1]]])
+    shares = class_shares(labels, 4)
+    assert shares[0].tolist() == pytest.approx([2 / 6, 1 / 6, 3 / 6, 0.0])
+    assert shares[1].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0])
+
+
+def test_ms_per_frame_divides_by_the_batch():
+    calls = []
+    ms = ms_per_frame(lambda x: calls.append(x.shape[0]), torch.zeros(4, 3, 8, 8), warmup=1, repeats=3)
+    assert calls == [4, 4, 4, 4] and ms >= 0
+    assert parameter_count(torch.nn.Linear(3, 2)) == 8
+
+
+@pytest.fixture()
+def random_enet_checkpoint(tmp_path):
+    from core.segmentation.enet import ENet
+
+    torch.manual_seed(0)
+    model = ENet(11).eval()
+    args = {"model": "enet", "data": "../shared/data/camvid", "out": "runs/enet", "epochs": 3, "batch_size": 8,
+            "crop": [240, 320], "scale": 2 / 3, "scale_range": [0.75, 1.25], "lr": 5e-4, "weight_decay": 2e-4,
+            "threads": 1, "device": "cpu", "amp": False, "time_limit": 70}
+    path = tmp_path / "run" / "best.pt"
+    path.parent.mkdir()
+    torch.save({"model": model.state_dict(), "epoch": 2, "val": {"mIoU": 0.5}, "args": args}, path)
+    torch.save({"model": model.state_dict(), "epoch": 4, "elapsed_s": 600.0, "args": args}, path.with_name("last.pt"))
+    return path, model
+
+
+def test_release_writes_fp16_weights_card_and_scores_what_ships(shared, tmp_path, random_enet_checkpoint):
+    from core.segmentation.export import release
+    from weights.registry import load_safetensors
+    from weights.resolve import sha256_of
+
+    checkpoint, model = random_enet_checkpoint
+    out_dir = tmp_path / "weights"
+    result = release(checkpoint, "enet-camvid", shared / "data/camvid", limit=2, weights_dir=out_dir)
+    shipped = out_dir / "enet-camvid.safetensors"
+    state = load_safetensors(shipped)
+    # fp16 storage: every float weight is the fp32 one rounded to half precision.
+    key = "initial.conv.weight"
+    assert torch.equal(state[key], model.state_dict()[key].half().float())
+    assert result["sha256"] == sha256_of(shipped)
+    assert 0 <= result["mIoU"] <= 1 and set(result["iou"]) == set(weights.get_record("enet-camvid").class_names)
+    card = (out_dir / "cards" / "enet-camvid.md").read_text()
+    assert result["sha256"] in card and "epoch 3 of 5" in card and "--time-limit 70" in card
+    assert f"**{100 * result['mIoU']:.1f}**" in card  # the shipped file's val mIoU is in the table
+
+
+def test_pin_record_rewrites_only_the_release_block(tmp_path):
+    from core.segmentation.export import RECORDS_FILE, pin_record
+
+    copy = tmp_path / "segmentation.py"
+    copy.write_text(RECORDS_FILE.read_text())
+    pin_record("enet-camvid", "ab" * 32, {"mIoU": 0.25, "iou": {"Sky": 0.5}}, records_file=copy)
+    text = copy.read_text()
+    namespace = {}
+    block = text.split("# RELEASE enet-camvid BEGIN\n")[1].split("# RELEASE enet-camvid END")[0]
+    exec(block, namespace)  # the block is plain Python literals
+    assert namespace["ENET_SHA256"] == "ab" * 32 and namespace["ENET_METRICS"]["iou"] == {"Sky": 0.5}
+    assert text.split("# RELEASE enet-camvid BEGIN")[0] == RECORDS_FILE.read_text().split("# RELEASE enet-camvid BEGIN")[0]
+
+
+def test_shipped_enet_matches_its_record():
+    record = weights.get_record("enet-camvid")
+    assert record.sha256 and weights.is_available(record)
+    model = weights.create("enet-camvid")  # checks the pinned sha256
+    assert parameter_count(model) < 400_000
+    assert 0 < record.metrics["mIoU"] <= 1 and len(record.metrics["iou"]) == 11
+
+
+def _png(array) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _files(tmp_path):
+    rng = np.random.default_rng(0)
+    files = {
+        "rgb": rng.integers(0, 255, (45, 67, 3), dtype=np.uint8),       # odd size, not a multiple of 8
+        "grey": rng.integers(0, 255, (50, 40), dtype=np.uint8),
+        "rgba": rng.integers(0, 255, (40, 48, 4), dtype=np.uint8),
+    }
+    paths = {}
+    for name, array in files.items():
+        paths[name] = tmp_path / f"{name}.png"
+        paths[name].write_bytes(_png(array))
+    paths["corrupt"] = tmp_path / "corrupt.png"
+    paths["corrupt"].write_bytes(_png(files["rgb"])[:60])
+    paths["tiny"] = tmp_path / "tiny.png"
+    paths["tiny"].write_bytes(_png(files["rgb"][:5, :5]))
+    return paths
+
+
+def test_panel_segments_any_size_and_explains_bad_input(tmp_path):
+    from spaces import segmentation as panel
+
+    with gr.Blocks() as demo:
+        panel.build()
+    api = {getattr(fn, "api_name", None) for fn in demo.fns.values()}
+    assert {"segment", "compare_segmentation"} <= api
+
+    files = _files(tmp_path)
+    names = ["rgb", "grey", "rgba"]
+    overlays, legends, infos = panel.segment_batch([str(files[n]) for n in names], ["enet-camvid"] * 3, [0.5] * 3)
+    for name, image, legend, info in zip(names, overlays, legends, infos):
+        assert image.size == Image.open(files[name]).size  # the prediction is cropped back to the input
+        assert "Sky" in legend and "%" in legend and "enet-camvid" in info and "ms" in info
+    # The legend's shares add up to 100 %.
+    shares = [float(cell.split(" %")[0]) for cell in legends[0].split('right">')[1:]]
+    assert sum(shares) == pytest.approx(100, abs=0.6)
+
+    for bad, words in [("corrupt", "corrupt"), ("tiny", "at least")]:
+        with pytest.raises(gr.Error, match=words):
+            panel.segment_batch([str(files[bad])], ["enet-camvid"], [0.5])
+    # In a batch, a bad upload fails only its own request.
+    overlays, _, infos = panel.segment_batch([str(files["corrupt"]), str(files["rgb"])], ["enet-camvid"] * 2, [0.5] * 2)
+    assert overlays[0] is None and "corrupt" in infos[0] and overlays[1] is not None
+    with pytest.raises(gr.Error, match="no segmentation model"):
+        panel.segment_batch([str(files["rgb"])], ["nope"], [0.5])
+
+
+def test_compare_times_trained_and_untrained_models(tmp_path):
+    from spaces import segmentation as panel
+    from weights.registry import ModelRecord, ProjectFile, register, unregister
+
+    record = weights.get_record("enet-camvid")
+    register(ModelRecord(name="enet-untrained-test", task="segmentation", builder=record.builder,
+                         source=ProjectFile("missing-enet-test.safetensors"), sha256=None, license="test",
+                         class_names=record.class_names, class_colors=record.class_colors, input_size=(48, 64)))
+    try:
+        path = _files(tmp_path)["rgb"]
+        gallery, rows = panel.compare(str(path), ["enet-camvid", "enet-untrained-test"], 0.4)
+        assert len(gallery) == 1  # only the trained model's prediction is shown
+        assert [r[0] for r in rows] == ["enet-camvid", "enet-untrained-test"]
+        assert all(r[1] > 0 for r in rows) and rows[0][2] == rows[1][2] == "0.36 M"
+        assert rows[0][3] == f"{100 * record.metrics['mIoU']:.1f}" and rows[1][3] == "n/a"
+        with pytest.raises(gr.Error, match="no trained weights"):
+            panel.segment_batch([str(path)], ["enet-untrained-test"], [0.5])
+        with pytest.raises(gr.Error, match="at least one"):
+            panel.compare(str(path), [], 0.4)
+    finally:
+        unregister("enet-untrained-test")
