@@ -10,6 +10,8 @@ the logistic loss (:class:`SameDifferentHead`).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +19,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.faces.distances import pairwise_squared_l2, squared_l2
+
+
+_threads_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run tiny CPU training (a 128 x 128 head on a few hundred rows) on one intra-op thread.
+
+    Ops this small finish before a thread pool wakes up: on a busy 2-core machine the
+    default pool made 120 steps take 13 s instead of 0.4 s. The setting is per process, so
+    callers are serialised and the previous value restored.
+    """
+    with _threads_lock:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
@@ -126,13 +148,14 @@ def train_projection(embeddings: torch.Tensor, labels, *, margin: float = 0.2, s
     with torch.no_grad():
         report.same_before, report.diff_before = _pair_distances(head(x), ids)
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
-    for _ in range(steps):
-        batch = torch.randperm(len(ids), generator=generator)[:batch_size]
-        loss = batch_hard_triplet_loss(head(x[batch]), ids[batch], margin)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        report.losses.append(loss.item())
+    with single_thread():
+        for _ in range(steps):
+            batch = torch.randperm(len(ids), generator=generator)[:batch_size]
+            loss = batch_hard_triplet_loss(head(x[batch]), ids[batch], margin)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            report.losses.append(loss.item())
     head.eval()
     with torch.no_grad():
         report.same_after, report.diff_after = _pair_distances(head(x), ids)
@@ -152,12 +175,13 @@ def train_same_different(embeddings: torch.Tensor, labels, *, steps: int = 300, 
     head = SameDifferentHead(x.shape[1])
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
     report = TrainingReport()
-    for _ in range(steps):
-        loss = F.binary_cross_entropy_with_logits(head(x[i], x[j]), target, pos_weight=pos_weight)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        report.losses.append(loss.item())
+    with single_thread():
+        for _ in range(steps):
+            loss = F.binary_cross_entropy_with_logits(head(x[i], x[j]), target, pos_weight=pos_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            report.losses.append(loss.item())
     with torch.no_grad():
         report.accuracy = float(((head(x[i], x[j]) > 0) == same).float().mean())
     return head, report
