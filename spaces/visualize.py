@@ -27,6 +27,9 @@ PATCH_SIDE = 48
 MAPS_SHOWN = 16
 ACTIVATION_MAX_SIDE = 512  # activation maps need no more; keeps deep layers fast on CPU
 DEFAULT_MODEL = "vgg19-caffe"
+#: Sample pictures are read at most this large when the panel builds an index itself: a deep layer's
+#: index then takes well under a minute on CPU, and its patches still show whole objects.
+SAMPLE_MAX_SIDE = 320
 
 
 def _catalog(model: str) -> dict:
@@ -80,7 +83,7 @@ def _index_for(model: str, layer: str):
     path = find_index(model, layer)
     if path is None:
         gr.Info(f"No patch index for {model} / {layer} yet: scanning scikit-image's sample pictures once (a minute at most).")
-        path = build_index(model, [layer], SAMPLE_SET, model=load_model_announced(model))[layer]
+        path = build_index(model, [layer], SAMPLE_SET, max_side=SAMPLE_MAX_SIDE, model=load_model_announced(model))[layer]
     return load_index(path)
 
 
@@ -93,6 +96,7 @@ def top_patches(model: str, layer: str, first_unit):
     if not 0 <= first < index.units:
         raise UserError(f"Layer {layer} has units 0 to {index.units - 1}; unit {first} does not exist.")
     units = range(first, min(first + UNITS_PER_PAGE, index.units))
+    index.prefetch(units)
     gallery = [(index.unit_grid(u, size=PATCH_SIDE), f"unit {u}") for u in units]
     where = "scikit-image's sample pictures" if index.source == SAMPLE_SET else f"the images in {index.source}"
     note = (f"Units {units[0]}–{units[-1]} of {index.units}: the {index.value.shape[1]} patches of {where} "
@@ -177,7 +181,7 @@ def build() -> None:
         model = gr.Dropdown(models, value=model0, label="Model", elem_id="vis-model")
         layer = gr.Dropdown(layers0, value=layers0[0] if layers0 else None, label="Layer", elem_id="vis-layer")
         unit = gr.Number(0, precision=0, minimum=0, label="Unit (first of the page)", elem_id="vis-unit")
-    layer_note = gr.Markdown()
+    layer_note = gr.Markdown(describe_layer(model0, layers0[0]) if layers0 else "")
 
     with gr.Accordion("Layer-1 filters", open=False):
         filters_btn = gr.Button("Show the first layer's filters", elem_id="vis-filters-button")
@@ -208,11 +212,12 @@ def build() -> None:
                              interactive=False)
         dream_note = gr.Markdown()
 
-    model.change(choose_model, model, [layer, unit])
-    layer.change(describe_layer, [model, layer], layer_note)
+    model.change(choose_model, model, [layer, unit], api_name=False)
+    layer.change(describe_layer, [model, layer], layer_note, api_name="describe_layer")
     filters_btn.click(show_filters, model, [filters_img, filters_note], api_name="filters")
-    patch_event = dict(fn=top_patches, inputs=[model, layer, unit], outputs=[patches, patches_note])
-    patches_btn.click(**patch_event, api_name="top_patches")
+    # Chained copies of the patches event stay off the API: /top_patches is the one entry point.
+    patch_event = dict(fn=top_patches, inputs=[model, layer, unit], outputs=[patches, patches_note], api_name=False)
+    patches_btn.click(**{**patch_event, "api_name": "top_patches"})
     prev_btn.click(lambda u: turn_page(u, -1), unit, unit, api_name=False).then(**patch_event)
     next_btn.click(lambda u: turn_page(u, 1), unit, unit, api_name=False).then(**patch_event)
     maps_btn.click(activation_maps, [upload, model, layer, unit], [maps, overlay_img], api_name="activations",

@@ -162,6 +162,11 @@ def test_scan_finds_the_patch_that_excites_a_brightness_unit(tmp_path):
     path = index.save(tmp_path / "idx" / "conv.npz")
     loaded = PatchIndex.load(path)
     assert loaded.names == names and np.array_equal(loaded.y, index.y)
+    from core.visualize.top_patches import read_set_image
+
+    read_set_image.cache_clear()
+    loaded.prefetch([0, 5])  # unit 5 does not exist: ignored
+    assert read_set_image.cache_info().currsize == 3  # the 3 images unit 0's patches come from
     patch, value, name = loaded.patches(0, size=9)[0]
     assert name == "img3.png" and value == pytest.approx(27.0)
     assert np.asarray(patch).min() == 255  # the 3x3 field lies inside the white square
