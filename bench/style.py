@@ -1,0 +1,175 @@
+"""Style transfer speed: a plain reference recipe vs the project's implementation, same process, same images.
+
+    python bench/style.py --weights-dir ../shared/weights [--size 256] [--steps 100] [--device auto] [--compile]
+
+Reference (the PyTorch tutorial's recipe, written plainly): fp32, eager, the whole VGG-19
+``features`` run every step (pool5 included), weights requiring gradients, the style Grams of
+the style image recomputed every step, one L-BFGS call doing all the steps. Ours:
+:func:`core.style.transfer` (network cut after the deepest layer in use, no weight gradients,
+Grams and content target computed once, channels_last, bf16 autocast on CUDA, optional
+``torch.compile``). Both minimise the same J (Gatys normalisation, alpha 1, beta 1e3) from the
+same noise; both final images are scored by the same fp32 evaluation. Prints one line per
+recipe and a JSON summary. Images: ../shared/images (not in the repo); scikit-image's if absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.images import load_image, to_tensor  # noqa: E402
+from core.style.costs import content_cost, gram_matrix, rescale_gram, style_cost  # noqa: E402
+from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, relu_index  # noqa: E402
+from core.style.transfer import TransferConfig, as_batch, initial_image, resize_longest, transfer  # noqa: E402
+
+ALPHA, BETA = 1.0, 1e3
+LAMBDA = {layer: 1.0 / len(DEFAULT_STYLE_LAYERS) for layer in DEFAULT_STYLE_LAYERS}
+SHARED_IMAGES = REPO.parent / "shared" / "images"
+
+
+def images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    content_path, style_path = SHARED_IMAGES / "content" / "tubingen.jpg", SHARED_IMAGES / "style" / "starry_night.jpg"
+    if content_path.exists() and style_path.exists():
+        sources = [str(content_path), str(style_path)]
+    else:
+        from skimage import data
+
+        sources = [data.astronaut(), data.immunohistochemistry()]
+    content, style = (resize_longest(as_batch(to_tensor(load_image(s).image)), size) for s in sources)
+    return content, style
+
+
+def style_grams(a_s, a_g) -> dict[str, torch.Tensor]:
+    """The style image's Grams, rescaled to the generated image's H*W as :func:`transfer` does (same J)."""
+    return {k: rescale_gram(gram_matrix(a_s[k]), a_s[k][0, 0].numel(), a_g[k][0, 0].numel()) for k in LAMBDA}
+
+
+def taps(features, x: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+    """Run every module of ``features`` (as the reference does) and keep the named ReLU outputs."""
+    wanted = {relu_index(layer): layer for layer in layers}
+    out = {}
+    for i, module in enumerate(features):
+        x = module(x)
+        if i in wanted:
+            out[wanted[i]] = x.clone()  # the ReLUs are in place; keep a copy as the tutorial's losses do
+    return out
+
+
+def score(features, normalize, image, content, style) -> dict[str, float]:
+    """The common judge: J of a final image, fp32, no autocast, the full network."""
+    with torch.no_grad():
+        layers = [*LAMBDA, DEFAULT_CONTENT_LAYER]
+        a_g = taps(features, normalize(image.clamp(0, 1)), layers)
+        a_c = taps(features, normalize(content), layers)
+        a_s = taps(features, normalize(style), layers)
+        jc = content_cost(a_c[DEFAULT_CONTENT_LAYER], a_g[DEFAULT_CONTENT_LAYER])
+        js = style_cost(style_grams(a_s, a_g), a_g, LAMBDA, "gatys")
+    return {"content": float(jc), "style": float(js), "total": float(ALPHA * jc + BETA * js)}
+
+
+def reference(features, normalize, content, style, steps: int, seed: int) -> tuple[torch.Tensor, float, int]:
+    """The plain recipe; -> (image, seconds, function evaluations)."""
+    features.requires_grad_(True)  # the tutorial leaves the weights' gradients on
+    image = initial_image(TransferConfig(seed=seed), content, style).clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([image], max_iter=steps, tolerance_grad=0.0, tolerance_change=0.0)
+    layers = [*LAMBDA, DEFAULT_CONTENT_LAYER]
+    evaluations = [0]
+    with torch.no_grad():
+        target = taps(features, normalize(content), layers)[DEFAULT_CONTENT_LAYER]
+
+    def closure():
+        optimizer.zero_grad()
+        a_g = taps(features, normalize(image), layers)
+        a_s = taps(features, normalize(style), layers)  # style Grams recomputed every step
+        grams = {k: g.detach() for k, g in style_grams(a_s, a_g).items()}
+        j = ALPHA * content_cost(target, a_g[DEFAULT_CONTENT_LAYER]) + BETA * style_cost(grams, a_g, LAMBDA, "gatys")
+        j.sum().backward()
+        evaluations[0] += 1
+        return j.sum()
+
+    sync(content)
+    start = time.perf_counter()
+    optimizer.step(closure)
+    sync(content)
+    seconds = time.perf_counter() - start
+    features.requires_grad_(False)
+    return image.detach(), seconds, evaluations[0]
+
+
+def ours(features, normalize, content, style, steps: int, seed: int, compile_: bool) -> tuple[torch.Tensor, float, float]:
+    """The project's transfer(); -> (image, seconds including setup, seconds of the steps)."""
+    config = TransferConfig(alpha=ALPHA, beta=BETA, style_weights=dict(LAMBDA), steps=steps, seed=seed,
+                            preview_every=0, compile=compile_)
+    sync(content)
+    start = time.perf_counter()
+    last = None
+    for last in transfer(features, normalize, content, [style], config):
+        pass
+    sync(content)
+    return last.image, time.perf_counter() - start, last.seconds
+
+
+def sync(x: torch.Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--weights-dir", default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile our network (CUDA)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per recipe (default 3 on CUDA, 0 on CPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args(argv)
+
+    import weights
+    from core.runtime import configure, pick_device
+
+    configure(device=args.device, **({"weights_dir": args.weights_dir} if args.weights_dir else {}))
+    device = pick_device()
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    features = weights.create("vgg19-caffe", device=device).eval()
+    normalize = weights.get_record("vgg19-caffe").normalize
+    content, style = (x.to(device) for x in images(args.size))
+    warmup = args.warmup if args.warmup is not None else (3 if device.type == "cuda" else 0)
+    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+          f"content {tuple(content.shape[-2:])}, {args.steps} steps, torch {torch.__version__}")
+
+    results = {"device": str(device), "size": list(content.shape[-2:]), "steps": args.steps}
+    if not args.skip_reference:
+        if warmup:
+            reference(features, normalize, content, style, warmup, args.seed)
+        image, seconds, evals = reference(features, normalize, content, style, args.steps, args.seed)
+        cost = score(features, normalize, image, content, style)
+        results["reference"] = {"ms_per_step": 1000 * seconds / evals, "seconds": seconds, "evaluations": evals, **cost}
+        print(f"reference  {1000 * seconds / evals:8.1f} ms/step  {seconds:7.2f} s  final J {cost['total']:.5g}")
+    if warmup:
+        ours(features, normalize, content, style, warmup, args.seed, args.compile)
+    image, wall, step_seconds = ours(features, normalize, content, style, args.steps, args.seed, args.compile)
+    cost = score(features, normalize, image, content, style)
+    results["ours"] = {"ms_per_step": 1000 * step_seconds / args.steps, "seconds": wall, **cost}
+    print(f"ours       {1000 * step_seconds / args.steps:8.1f} ms/step  {wall:7.2f} s  final J {cost['total']:.5g}"
+          "  (seconds include setup: Grams, content target)")
+    if "reference" in results:
+        ref = results["reference"]
+        results["speedup_per_step"] = ref["ms_per_step"] / results["ours"]["ms_per_step"]
+        results["cost_ratio"] = cost["total"] / ref["total"]
+        print(f"speed-up {results['speedup_per_step']:.2f}x per step; final cost ours/reference {results['cost_ratio']:.4f}")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
