@@ -19,6 +19,7 @@ from core.runtime import configure
 #: The panels, in tab order. Each module has TITLE, SUMMARY (one line for the About tab) and build().
 PANEL_MODULES = (
     "spaces.lab",
+    "spaces.instances",
 )
 
 

@@ -47,3 +47,8 @@ def load_q8_state(path) -> dict[str, torch.Tensor]:
         elif key.endswith(".bias"):
             state[key] = value.float()
     return state
+
+
+def features_up_to(features: nn.Sequential, layer: str) -> nn.Sequential:
+    """The first layers of ``features`` up to and including ``layer`` (e.g. ``relu5_1``, stride 16); shares weights."""
+    return features[: VGG19_LAYERS[layer] + 1]

@@ -1,0 +1,1 @@
+"""Instance segmentation: RoI Pool vs RoI Align (Mask R-CNN itself is still to come)."""

@@ -1,0 +1,158 @@
+"""Instance segmentation panel: RoI Pool vs RoI Align on a feature map of your own photo."""
+
+from __future__ import annotations
+
+import gradio as gr
+import torch
+
+from core import runtime
+from core.errors import UserError
+from core.images import to_tensor
+from core.instances import roi, roi_figure
+from spaces.common import UploadImage, load_model_announced, read_image, user_errors
+
+TITLE = "Instances"
+SUMMARY = (
+    "RoI Pool vs RoI Align, the change that made Mask R-CNN's masks line up: on a feature map of your photo, "
+    "where each one reads and what 7x7 grid each one pools (torchvision.ops). Mask R-CNN itself is not in the hub yet."
+)
+
+#: choice -> (VGG-19 layer or None for the image's own colours, stride in pixels)
+FEATURE_MAPS = {
+    "VGG-19 relu5_1 (stride 16, 512 channels)": ("relu5_1", 16),
+    "VGG-19 relu4_1 (stride 8, 512 channels)": ("relu4_1", 8),
+    "The photo's colours averaged over 16x16 cells (no model needed)": (None, 16),
+}
+MAX_SIDE = 1024  # the explainer needs a feature map, not a big photo
+
+
+def feature_map(rgb01: torch.Tensor, layer: str | None, stride: int) -> torch.Tensor:
+    """``(1, 3, H, W)`` in [0, 1] -> ``(1, C, H / stride, W / stride)`` on the CPU, fp32."""
+    if layer is None:
+        return torch.nn.functional.avg_pool2d(rgb01, stride, ceil_mode=True)
+    import weights
+    from core.backbones.vgg import features_up_to
+
+    vgg = load_model_announced("vgg19-caffe")
+    record = weights.get_record("vgg19-caffe")
+    param = next(vgg.parameters())
+    with torch.inference_mode(), runtime.gpu_memory_guard():
+        x = record.normalize(rgb01.to(param.device)).to(param.dtype)
+        return features_up_to(vgg, layer)(x).float().cpu()
+
+
+def clip_box(box, size: tuple[int, int]) -> tuple[list[float], bool]:
+    """``(x1, y1, x2, y2)`` in any corner order, clipped to the image; whether clipping changed it."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise UserError("The box needs four numbers: x1, y1, x2, y2 in pixels.") from None
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    width, height = size
+    clipped = [min(max(x1, 0), width), min(max(y1, 0), height), min(max(x2, 0), width), min(max(y2, 0), height)]
+    if clipped[2] - clipped[0] < 2 or clipped[3] - clipped[1] < 2:
+        raise UserError(f"The box lies outside the {width}x{height} image (or is under 2 px); draw it on the photo.")
+    return clipped, clipped != [x1, y1, x2, y2]
+
+
+@user_errors
+def compare(upload, x1, y1, x2, y2, feature_choice, bins, sampling_ratio):
+    if upload is None:
+        raise UserError("Upload a photo first.")
+    if feature_choice not in FEATURE_MAPS:
+        raise UserError("Pick one of the listed feature maps.")
+    image = read_image(upload, what="photo", max_side=MAX_SIDE).image
+    box, clipped = clip_box((x1, y1, x2, y2), image.size)
+    if clipped:
+        gr.Info("The box reached outside the photo; it was clipped to the photo's edges.")
+    layer, stride = FEATURE_MAPS[feature_choice]
+    out, ratio = int(bins), int(sampling_ratio)
+    features = feature_map(to_tensor(image).unsqueeze(0), layer, stride)
+    pooled, aligned = roi.pool_both(features, torch.tensor([[0.0, *box]]), spatial_scale=1 / stride, out=out,
+                                    sampling_ratio=ratio)
+    size = (features.shape[-2], features.shape[-1])
+    pool_geometry = roi.pool_bins(box, spatial_scale=1 / stride, out=out, feature_size=size)
+    align_geometry = roi.align_samples(box, spatial_scale=1 / stride, out=out, sampling_ratio=ratio)
+    pictures = roi_figure.tiles(pooled[0], aligned[0])
+    return (
+        roi_figure.draw_roi_pool(image, box, pool_geometry, stride=stride),
+        roi_figure.draw_roi_align(image, box, align_geometry, stride=stride),
+        *pictures,
+        summary(box, pool_geometry, align_geometry, pooled[0], aligned[0], stride),
+    )
+
+
+def summary(box, pool: roi.PoolBins, align: roi.AlignSamples, pooled, aligned, stride: int) -> str:
+    """What the pictures show, in numbers: how far RoI Pool moved the box, how unequal its bins are."""
+    bx1, by1, bx2, by2 = pool.box_cells
+    snapped = (bx1 * stride, by1 * stride, (bx2 + 1) * stride, (by2 + 1) * stride)
+    shift = max(abs(a - b) for a, b in zip(snapped, box))
+    areas = [(y1 - y0) * (x1 - x0) for row in pool.cells for (y0, y1, x0, x1) in row]
+    n = align.points.shape[2]
+    if pooled.shape[0] == 3:
+        gap = (pooled - aligned).abs().mean().item()
+    else:
+        gap = (roi_figure.unit_range(pooled.mean(0)) - roi_figure.unit_range(aligned.mean(0))).abs().mean().item()
+    return (
+        f"**Your box** ({box[0]:.0f}, {box[1]:.0f}) – ({box[2]:.0f}, {box[3]:.0f}) px on a grid of {stride} px cells.\n\n"
+        f"**RoI Pool** (red) rounds it to whole cells, ({snapped[0]}, {snapped[1]}) – ({snapped[2]}, {snapped[3]}) px: "
+        f"an edge moves by up to {shift:.0f} px. Its bins are widened to whole cells too, so they overlap and differ "
+        f"in size ({min(areas)} to {max(areas)} cells each); each output is the max over its cells.\n\n"
+        f"**RoI Align** (cyan) keeps the box exact, splits it into equal bins and averages {n} bilinear samples "
+        f"(yellow) per bin, so the pooled grid follows the object to a fraction of a pixel.\n\n"
+        f"Mean |difference| of the two {pooled.shape[-1]}x{pooled.shape[-1]} grids, each on a [0, 1] scale: {gap:.2f}."
+    )
+
+
+def default_box(upload):
+    """A box in the middle third of a new upload, so the first press already shows something."""
+    if upload is None:
+        return [gr.update()] * 4
+    try:
+        width, height = read_image(upload, what="photo", max_side=MAX_SIDE).image.size
+    except UserError:
+        return [gr.update()] * 4  # the Compare button explains what is wrong with the file
+    return [round(width * 0.33), round(height * 0.3), round(width * 0.67), round(height * 0.72)]
+
+
+def set_corner(corner: int, evt: gr.SelectData):
+    """Clicks on the photo set the box's corners in turn: first click one corner, then the other."""
+    x, y = evt.index
+    if corner == 0:
+        return gr.update(value=x), gr.update(value=y), gr.update(), gr.update(), 1
+    return gr.update(), gr.update(), gr.update(value=x), gr.update(value=y), 0
+
+
+def build() -> None:
+    gr.Markdown(
+        "Detectors like Fast/Mask R-CNN cut a fixed 7x7 grid of features out of the map for every box. "
+        "**RoI Pool** snaps the box and its bins to whole feature cells; **RoI Align** samples bilinearly at exact "
+        "points. On a stride-16 map a snap can move an edge by 8 px: harmless for a class label, visible in a mask. "
+        "Upload a photo, then click two corners of a box on it (or type them)."
+    )
+    corner = gr.State(0)
+    with gr.Row():
+        with gr.Column():
+            photo = UploadImage(label="Photo (click two corners of a box)", elem_id="roi-photo")
+            with gr.Row():
+                x1, y1, x2, y2 = (gr.Number(label=n, precision=1, minimum=-10_000, maximum=10_000)
+                                  for n in ("x1", "y1", "x2", "y2"))
+            feature_choice = gr.Radio(list(FEATURE_MAPS), value=next(iter(FEATURE_MAPS)), label="Feature map")
+            with gr.Row():
+                bins = gr.Slider(2, 14, value=7, step=1, label="Output grid (n x n bins)")
+                ratio = gr.Slider(1, 4, value=2, step=1, label="RoI Align samples per bin side")
+            button = gr.Button("Compare RoI Pool and RoI Align", variant="primary", elem_id="roi-button")
+        with gr.Column():
+            with gr.Row():
+                pool_view = gr.Image(label="RoI Pool: rounded box and bins", elem_id="roi-pool-view")
+                align_view = gr.Image(label="RoI Align: exact bins and sample points", elem_id="roi-align-view")
+            with gr.Row():
+                pool_tile = gr.Image(label="RoI Pool output", height=160)
+                align_tile = gr.Image(label="RoI Align output", height=160)
+                diff_tile = gr.Image(label="|difference|", height=160)
+            text = gr.Markdown(elem_id="roi-summary")
+    photo.upload(default_box, photo, [x1, y1, x2, y2])
+    photo.select(set_corner, corner, [x1, y1, x2, y2, corner])
+    button.click(compare, [photo, x1, y1, x2, y2, feature_choice, bins, ratio],
+                 [pool_view, align_view, pool_tile, align_tile, diff_tile, text], api_name="roi_pool_vs_align")

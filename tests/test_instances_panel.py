@@ -1,0 +1,69 @@
+"""The RoI Pool vs RoI Align panel: its handler on a photo, the VGG-19 feature map, bad boxes, the API."""
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from core.errors import UserError
+from spaces import instances
+
+COLOURS = next(k for k, (layer, _) in instances.FEATURE_MAPS.items() if layer is None)
+VGG_STRIDE_16 = next(k for k, (layer, _) in instances.FEATURE_MAPS.items() if layer == "relu5_1")
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    """320x240: left half red, right half blue, with a diagonal ramp so every cell differs."""
+    a = np.zeros((240, 320, 3), np.uint8)
+    a[:, :160, 0] = 220
+    a[:, 160:, 2] = 220
+    a[..., 1] = (np.add.outer(np.arange(240), np.arange(320)) // 3).astype(np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(a).save(path)
+    return str(path)
+
+
+def test_box_on_cell_edges_roi_pool_still_adds_a_cell(photo):
+    # 32..144 px is exactly cells 2..8 at stride 16, but RoI Pool takes round(144 / 16) = 9 as an
+    # inclusive end cell, so its box ends at 160 px: 16 px too far. RoI Align uses the box as is.
+    pool_view, align_view, pool_tile, align_tile, diff_tile, text = instances.compare(
+        photo, 32, 32, 144, 144, COLOURS, 7, 2)
+    assert "(32, 32) – (160, 160) px" in text
+    assert "moves by up to 16 px" in text
+    assert pool_tile.size == align_tile.size == diff_tile.size == (224, 224)
+    assert pool_view.size[0] >= 400 and align_view.size[0] >= 400
+    # The colour map's 7x7 outputs are real pictures of the box: red on the left, blue on the right.
+    pool_px = np.asarray(pool_tile)
+    assert pool_px[112, 5, 0] > 150 and pool_px[112, 5, 2] < 50
+
+
+def test_box_outside_the_photo_is_clipped_or_refused(photo):
+    assert instances.clip_box((-50, 10, 100, 400), (320, 240)) == ([0, 10, 100, 240], True)
+    assert instances.clip_box((100, 90, 20, 10), (320, 240)) == ([20, 10, 100, 90], False)
+    with pytest.raises(UserError, match="outside the 320x240 image"):
+        instances.clip_box((400, 10, 500, 60), (320, 240))
+    with pytest.raises(Exception, match="four numbers"):
+        instances.compare(photo, None, 1, 2, 3, COLOURS, 7, 2)
+
+
+def test_vgg_feature_map_has_stride_16_and_pool_differs_from_align(photo, shared_weights):
+    from core.images import load_image, to_tensor
+
+    rgb = to_tensor(load_image(photo).image).unsqueeze(0)
+    features = instances.feature_map(rgb, "relu5_1", 16)
+    assert features.shape == (1, 512, 15, 20)
+    *_, text = instances.compare(photo, 41, 37, 203, 171, VGG_STRIDE_16, 7, 2)
+    gap = float(text.rsplit(": ", 1)[1].rstrip("."))
+    assert 0.01 < gap < 1
+
+
+def test_api_roi_pool_vs_align(running_app, photo):
+    client = Client(running_app, verbose=False)
+    *images, text = client.predict(handle_file(photo), 40, 30, 200, 150, COLOURS, 7, 2,
+                                   api_name="/roi_pool_vs_align")
+    assert all(Image.open(p).size[0] > 0 for p in images)
+    assert "RoI Pool" in text and "RoI Align" in text
+    with pytest.raises(AppError, match="lies outside"):
+        client.predict(handle_file(photo), 500, 500, 600, 600, COLOURS, 7, 2, api_name="/roi_pool_vs_align")
