@@ -47,7 +47,7 @@ def test_search_matches_brute_force_and_sees_other_writers(tmp_path):
     assert [m.name for m in matches] == [f"p{int(k)}" for k in brute]
     b.identify(queries, backend="toy", threshold=1e9)  # cached index
     a.enroll("newcomer", queries[0], backend="toy")
-    assert b.identify(queries[:1], backend="toy", threshold=1e-6)[0].name == "newcomer"  # cache invalidated
+    assert b.identify(queries[:1], backend="toy", threshold=1e-3)[0].name == "newcomer"  # cache invalidated (float32 rounding ~1e-5)
 
 
 def test_twenty_concurrent_enrollments_lose_no_row(tmp_path):

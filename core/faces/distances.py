@@ -33,5 +33,7 @@ def pairwise_squared_l2(queries: torch.Tensor, gallery: torch.Tensor,
     """
     if gallery_sq_norms is None:
         gallery_sq_norms = gallery.pow(2).sum(-1)
-    d = queries.pow(2).sum(-1, keepdim=True) - 2.0 * (queries @ gallery.T) + gallery_sq_norms.unsqueeze(0)
+    # ||g||^2 - 2 q.g in one fused GEMM (addmm), then + ||q||^2: two passes over Q x G, not four.
+    d = torch.addmm(gallery_sq_norms.unsqueeze(0), queries, gallery.T, alpha=-2.0)
+    d += queries.pow(2).sum(-1, keepdim=True)
     return d.clamp_min_(0.0)

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from core.faces.distances import pairwise_squared_l2
 
 #: Longest wait for another writer's lock before giving up (twenty clients enrolling at once wait in turn).
 BUSY_TIMEOUT_MS = 30_000
@@ -79,7 +78,9 @@ class EmbeddingIndex:
     """All embeddings of one backend as a ``G x D`` matrix with their owners, for one-GEMM search."""
 
     def __init__(self, embeddings: torch.Tensor, person_ids: np.ndarray, names: dict[int, str]):
-        self.embeddings = embeddings.float().contiguous()
+        # Stored transposed (D x G, contiguous): the search GEMM then streams the gallery row by row.
+        self.embeddings_t = embeddings.float().T.contiguous()
+        self.embeddings = self.embeddings_t.T  # G x D view
         self.sq_norms = self.embeddings.pow(2).sum(-1)  # precomputed once per gallery revision
         self.person_ids = person_ids
         self.names = names
@@ -91,8 +92,12 @@ class EmbeddingIndex:
         """``Q x D`` queries -> Q matches: nearest face over the whole gallery, one matrix product."""
         if len(self) == 0:
             return [Match(None, None, float("inf")) for _ in range(queries.shape[0])]
-        d = pairwise_squared_l2(queries.float(), self.embeddings, self.sq_norms)  # Q x G
-        best, idx = d.min(dim=1)
+        # The lecture's ||q - g||^2 = ||q||^2 - 2 q.g + ||g||^2 (see distances.pairwise_squared_l2), but
+        # ||q||^2 does not change which g is nearest: add it after the min, over Q numbers instead of Q x G.
+        queries = queries.float()
+        partial = torch.addmm(self.sq_norms.unsqueeze(0), queries, self.embeddings_t, alpha=-2.0)  # Q x G
+        best, idx = partial.min(dim=1)
+        best = (best + queries.pow(2).sum(-1)).clamp_min(0.0)
         out = []
         for dist, j in zip(best.tolist(), idx.tolist()):
             name = self.names[int(self.person_ids[j])]
