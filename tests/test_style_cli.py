@@ -1,0 +1,81 @@
+"""The command line (python -m core.style transfer ... --json) and the choice of backbone."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.errors import MissingWeights
+from core.style import __main__ as cli
+from core.style.backbone import load_backbone
+
+
+@pytest.fixture(autouse=True)
+def restore_settings(monkeypatch):
+    """main() calls configure(); put the process-wide settings back afterwards."""
+    from core import runtime
+
+    monkeypatch.setattr(runtime, "_settings", runtime.settings())
+
+
+@pytest.fixture()
+def pictures(tmp_path):
+    yy, xx = np.mgrid[0:60, 0:90]
+    Image.fromarray(np.stack([xx * 2, yy * 4, 255 - xx * 2], -1).astype(np.uint8)).save(tmp_path / "c.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 50, 4), dtype=np.uint8), "RGBA").save(tmp_path / "s.png")
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40), dtype=np.uint8), "L").save(tmp_path / "s2.png")
+    return tmp_path
+
+
+def test_transfer_json_summary_and_output_file(shared, pictures, capsys):
+    out = pictures / "out.png"
+    rc = cli.main(["transfer", "--content", str(pictures / "c.png"), "--style", str(pictures / "s.png"),
+                   "--style", str(pictures / "s2.png"), "--blend", "3,1", "--size", "48", "--steps", "3",
+                   "--style-layers", "conv1_1:0.5,conv3_1", "--out", str(out), "--json", "--device", "cpu",
+                   "--weights-dir", str(shared / "weights")])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 3 and summary["backbone"] == "vgg19-caffe" and summary["size"] == [32, 48]
+    assert summary["total_cost"] == pytest.approx(summary["content_cost"] + 1e3 * summary["style_cost"], rel=1e-5)
+    assert summary["seconds"] > 0
+    assert Image.open(out).size == (48, 32)
+
+
+def test_bad_arguments_are_one_sentence(pictures, capsys):
+    base = ["transfer", "--content", str(pictures / "c.png"), "--style", str(pictures / "s.png"), "--steps", "1"]
+    assert cli.main(base + ["--blend", "1,2"]) == 2
+    assert "2 weights but there are 1 style images" in capsys.readouterr().err
+    assert cli.main(base + ["--style-layers", "conv9_1"]) == 2
+    assert "Unknown VGG-19 layer 'conv9_1'" in capsys.readouterr().err
+    assert cli.main(["transfer", "--content", str(pictures / "missing.png"), "--style", str(pictures / "s.png")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_style_layer_weights_default_to_an_equal_share():
+    # a layer without ":lambda" gets 1 / (number of layers listed)
+    assert cli.parse_style_layers("conv1_1,conv2_1:0.3,conv3_1") == pytest.approx(
+        {"conv1_1": 1 / 3, "conv2_1": 0.3, "conv3_1": 1 / 3})
+    assert cli.parse_style_layers("conv1_1,conv2_1") == {"conv1_1": 0.5, "conv2_1": 0.5}
+
+
+def test_backbone_falls_back_to_weights_on_disk_and_says_so(shared_weights):
+    features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    asked = []
+
+    def loader(name):
+        asked.append(name)
+        if name == "vgg19.tv_in1k":
+            raise MissingWeights("no hub here")
+        return features
+
+    backbone = load_backbone("vgg19.tv_in1k", loader=loader)
+    assert backbone.name == "vgg19-caffe" and asked == ["vgg19.tv_in1k", "vgg19-caffe"]
+    assert "vgg19.tv_in1k" in backbone.note and "vgg19-caffe is used" in backbone.note
+    # Caffe preprocessing comes with the Caffe weights: white -> BGR 255 minus the mean
+    assert backbone.normalize(torch.ones(1, 3, 1, 1)).flatten().tolist() == pytest.approx(
+        [255 - 103.939, 255 - 116.779, 255 - 123.68])
+    assert load_backbone("vgg19-caffe", loader=loader).note == ""
+    with pytest.raises(ValueError):
+        load_backbone("resnet50", loader=loader)
