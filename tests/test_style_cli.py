@@ -79,3 +79,34 @@ def test_backbone_falls_back_to_weights_on_disk_and_says_so(shared_weights):
     assert load_backbone("vgg19-caffe", loader=loader).note == ""
     with pytest.raises(ValueError):
         load_backbone("resnet50", loader=loader)
+
+
+def timm_vgg19_file(path):
+    """A file laid out like timm's vgg19.tv_in1k: ``features.{i}.*`` plus a classifier; biases mark the layers."""
+    from safetensors.torch import save_file
+
+    state, index, c_in = {}, 0, 3
+    for c_out in (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512):
+        if c_out == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.zeros(c_out, c_in, 3, 3, dtype=torch.half)
+        state[f"features.{index}.bias"] = torch.full((c_out,), index / 100, dtype=torch.half)
+        index, c_in = index + 2, c_out
+    state["pre_logits.fc1.weight"] = torch.zeros(4, 4).half()
+    state["head.fc.weight"] = torch.zeros(2, 4).half()
+    path.parent.mkdir(parents=True)
+    save_file(state, str(path))
+
+
+def test_timm_vgg19_record_loads_the_conv_part_with_imagenet_preprocessing(tmp_path):
+    import weights
+
+    timm_vgg19_file(tmp_path / "vgg19.tv_in1k" / "model.safetensors")
+    features = weights.create("vgg19.tv_in1k", weights_dir=tmp_path)
+    assert features[0].bias[0].item() == 0.0 and features[34].bias[0].item() == pytest.approx(0.34, abs=1e-3)
+    assert features[0].weight.abs().sum() == 0 and len(features) == 37  # no classifier
+    # RGB, (x - mean) / std: ImageNet's mean colour maps to 0
+    normalize = weights.get_record("vgg19.tv_in1k").normalize
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    assert normalize(mean).abs().max() < 1e-6
