@@ -165,7 +165,7 @@ def test_fcn8s_fuses_pool3_and_pool4_scores():
     with torch.no_grad():
         base = model(x)
         assert base.shape == (1, 11, 64, 64)
-        model.score_pool3.bias.fill_(1.0)  # a constant added at stride 8 must reach the output
+        model.head.score_pool3.bias.fill_(1.0)  # a constant added at stride 8 must reach the output
         shifted = model(x)
     assert not torch.allclose(base, shifted)
 
@@ -233,3 +233,43 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
     assert second["epoch"] == 1  # continued from epoch 0, did not start over
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert len(lines) == 2
+
+
+def test_fcn8s_on_frozen_vgg19_taps_pools_and_loads_head_plus_encoder(shared_weights, tmp_path):
+    from safetensors.torch import save_file
+
+    from core.segmentation.fcn import FCN8sVGG19, load_fcn8s_vgg19_state
+
+    model = FCN8sVGG19(11).eval()
+    assert not any(p.requires_grad for p in model.encoder.parameters())  # frozen: only the head trains
+    assert all(p.requires_grad for p in model.head.parameters())
+    with torch.no_grad():
+        pools = model.pools(torch.randn(1, 3, 64, 96))
+        assert [tuple(p.shape) for p in pools] == [(1, 256, 8, 12), (1, 512, 4, 6), (1, 512, 2, 3)]
+        assert model(torch.randn(1, 3, 64, 96)).shape == (1, 11, 64, 96)
+    # The shipped file holds only the head; the loader adds the VGG-19 encoder from vgg19-caffe.
+    head = {f"head.{k}": v.half() for k, v in model.head.state_dict().items()}
+    save_file(head, str(tmp_path / "head.safetensors"))
+    state = load_fcn8s_vgg19_state(tmp_path / "head.safetensors")
+    assert set(state) == set(model.state_dict())
+    random_conv = model.encoder[0].weight.clone()
+    model.load_state_dict(state, strict=True)
+    assert not torch.equal(model.encoder[0].weight, random_conv)  # ImageNet weights, not the random init
+    assert torch.equal(model.head.score_fr.weight, head["head.score_fr.weight"].float())
+
+
+def test_frozen_training_caches_features_once_and_saves_only_the_head(shared, shared_weights, tmp_path):
+    from core.segmentation.train_frozen import train_frozen
+
+    args = SimpleNamespace(
+        name="fcn8s-vgg19-camvid", data=str(shared / "data/camvid"), weights_dir=str(shared_weights), out=str(tmp_path),
+        size=(64, 96), epochs=2, batch_size=2, lr=1e-4, weight_decay=0.0, threads=1, device="cpu", time_limit=None,
+        limit=2, seed=0,
+    )
+    train_frozen(args)
+    cache = torch.load(tmp_path / "features.pt", weights_only=True)
+    assert [tuple(p.shape) for p in cache["train"]["pools"]] == [(2, 256, 8, 12), (2, 512, 4, 6), (2, 512, 2, 3)]
+    assert cache["train"]["pools"][0].dtype == torch.float16
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["model"] and all(k.startswith("head.") for k in best["model"])  # the frozen encoder is not saved
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2

@@ -1,4 +1,4 @@
-"""``python -m core.segmentation {train,evaluate,export,release,list}``."""
+"""``python -m core.segmentation {train,train-frozen,evaluate,export,release,list}``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import sys
 
 
 def main(argv=None) -> int:
-    from core.segmentation import evaluate, export, train
+    from core.segmentation import evaluate, export, train, train_frozen
 
     parser = argparse.ArgumentParser(prog="python -m core.segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
     train.add_arguments(sub.add_parser("train", help="train a model on CamVid"))
+    train_frozen.add_arguments(sub.add_parser("train-frozen", help="FCN-8s head on cached frozen VGG-19 features"))
     evaluate.add_arguments(sub.add_parser("evaluate", help="per-class IoU, class avg., global accuracy, mIoU"))
     export.add_arguments(sub.add_parser("export", help="checkpoint -> fp16 safetensors"))
     export.add_release_arguments(sub.add_parser("release", help="export + val evaluation + model card + registry record"))
@@ -21,6 +22,9 @@ def main(argv=None) -> int:
         if args.out is None:
             args.out = f"runs/{args.model}"
         train.train(args)
+        return 0
+    if args.command == "train-frozen":
+        train_frozen.train_frozen(args)
         return 0
     if args.command == "evaluate":
         return evaluate.main(args)

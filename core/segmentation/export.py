@@ -52,6 +52,41 @@ def training_command(args: dict) -> str:
     return " ".join(parts) + " --resume"
 
 
+#: What the card says about each released model's architecture, initialisation and training.
+CARD_TEXT = {
+    "enet": {
+        "architecture": "ENet as in the paper's Table 1 (initial block, bottlenecks with regular, dilated and "
+                        "asymmetric convs, PReLU, spatial dropout, max-unpool decoder); `core/segmentation/enet.py`.",
+        "init": "from scratch (random), as in the ENet paper; no ImageNet weights.",
+        "training": "class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {lr:g} with polynomial decay over "
+                    "the time budget, weight decay {weight_decay:g}, batch {batch_size}, flip / scale+crop / colour "
+                    "augmentation, on {threads} CPU thread(s) (no GPU was lent to this session).",
+        "resolution": "frames scaled by {scale:.4g} (480x360 -> 320x240), random {crop_w}x{crop_h} crops after a random "
+                      "scale in {scale_range}",
+    },
+    "fcn8s-vgg19": {
+        "architecture": "FCN-8s (Long et al.): class scores from pool5 (through a 3x3 conv to 256 channels and a 1x1, "
+                        "DeepLab-LargeFOV-style instead of the 4096-wide fc6/fc7), fused with scores from pool4 and "
+                        "pool3 after learned 2x upsamplings (bilinear-initialised), then 8x; `core/segmentation/fcn.py`.",
+        "init": "encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **frozen** and not shipped (the record "
+                "names it as an extra file); head: random, score layers of the skips zero-initialised as in the paper.",
+        "training": "the frozen encoder ran once per frame (features cached in fp16), then only the head was trained: "
+                    "class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {lr:g} with polynomial decay, "
+                    "weight decay {weight_decay:g}, batch {batch_size}, no image augmentation (fixed features), on "
+                    "{threads} CPU thread(s) (no GPU was lent to this session).",
+        "resolution": "frames resized to {crop_w}x{crop_h} (2/3 of 480x360), padded to 256x320 for the stride-32 encoder",
+    },
+}
+
+
+def _command(args: dict) -> str:
+    if args.get("model") == "fcn8s-vgg19":
+        return (f"python -m core.segmentation train-frozen --data {args['data']} --weights-dir {args['weights_dir']} "
+                f"--out {args['out']} --epochs {args['epochs']} --lr {args['lr']:g}"
+                + (f" --time-limit {args['time_limit']:g}" if args.get("time_limit") else ""))
+    return training_command(args)
+
+
 def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: float | None, run: dict) -> str:
     """Markdown model card: data, initialisation, exact command, epochs, per-class val IoU in the lecture's order."""
     from core.segmentation.classes import LECTURE_ORDER
@@ -66,6 +101,10 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
     iou_row = "| IoU | " + " | ".join(f"{100 * iou[c]:.1f}" for c in LECTURE_ORDER) + \
         f" | | **{100 * result['mIoU']:.1f}** | |"
     h, w = args.get("crop", (240, 320))
+    text = CARD_TEXT[args.get("model", "enet")]
+    fmt = dict(lr=args.get("lr", 0), weight_decay=args.get("weight_decay", 0), batch_size=args.get("batch_size"),
+               threads=args.get("threads", 1), scale=args.get("scale", 2 / 3), crop_w=w, crop_h=h,
+               scale_range=tuple(args.get("scale_range", (0.75, 1.25))))
     minutes = run.get("elapsed_s", 0) / 60
     lines = [
         f"# {name}",
@@ -74,25 +113,21 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
         "",
         f"- **File**: `weights/{Path(info['out']).name}`, {info['bytes'] / 1e6:.2f} MB, fp16 safetensors, "
         f"sha256 `{info['sha256']}`.",
-        "- **Architecture**: ENet as in the paper's Table 1 (initial block, bottlenecks with regular, dilated and "
-        "asymmetric convs, PReLU, spatial dropout, max-unpool decoder); `core/segmentation/enet.py`.",
-        "- **Initialisation**: from scratch (random), as in the ENet paper; no ImageNet weights.",
+        f"- **Architecture**: {text['architecture']}",
+        f"- **Initialisation**: {text['init']}",
         "- **Data**: CamVid (SegNet's 480x360 version), train split (367 frames) for training, val split "
         "(101 frames) for model selection and the numbers below; 11 classes, void ignored. The test split "
         "(233 frames) is not available here: these are val numbers, not comparable 1:1 with the papers' test table.",
-        f"- **Resolution**: frames scaled by {args.get('scale', 2 / 3):.4g} (480x360 -> 320x240), random "
-        f"{w}x{h} crops after a random scale in {tuple(args.get('scale_range', (0.75, 1.25)))}; inference fits "
-        "any image into 320x240 (pad to stride 8, crop back, upsample the logits to the input size). "
-        "The low resolution was chosen for a CPU-only training budget.",
-        "- **Training**: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr "
-        f"{args.get('lr', 0):g} with polynomial decay over the time budget, weight decay {args.get('weight_decay', 0):g}, "
-        f"batch {args.get('batch_size')}, flip / scale+crop / colour augmentation, on 1 CPU thread "
-        f"(device {args.get('device', 'auto')}; no GPU was lent to this session).",
+        f"- **Resolution**: {text['resolution'].format(**fmt)}; inference fits any image into 320x240 (pad to the "
+        "network's stride, crop back, upsample the logits to the input size). The low resolution was chosen for a "
+        "CPU-only training budget.",
+        f"- **Training**: {text['training'].format(**fmt)}",
         f"- **Epochs**: best val mIoU at epoch {info['epoch'] + 1} of {run.get('epochs_run', '?')} run "
         f"({minutes:.0f} min of training in total).",
-        f"- **Command**: `{training_command(args)}`",
+        f"- **Command**: `{_command(args)}`",
         f"- **Release command** (export + val evaluation + this card + registry record): "
-        f"`python -m core.segmentation release --checkpoint {info['checkpoint']} --name {name} --data {run['data']}`",
+        f"`python -m core.segmentation release --checkpoint {info['checkpoint']} --name {name} --data {run['data']}"
+        + (" --weights-dir ../shared/weights`" if record.extra_files else "`"),
         "",
         f"## CamVid val ({result['frames']} frames), fp16 weights as shipped",
         "",
@@ -107,37 +142,47 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
                      f"{100 * result['mIoU']:.2f}: storing fp16 keeps the accuracy.")
         lines.append("")
     lines.append("Reference (CamVid **test**, from the papers): ENet 51.3 class IoU, SegNet 55.6 (lecture table), "
-                 "a public PyTorch ENet 52.1. This CPU-budget model is far from converged (the papers train for "
-                 "hundreds of epochs at 480x360 on a GPU).")
+                 "a public PyTorch ENet 52.1, SegNet with an ImageNet encoder 60.1. This CPU-budget model is far from "
+                 "converged (the papers train for hundreds of epochs at 480x360 on a GPU, encoder included).")
     return "\n".join(lines) + "\n"
 
 
 def pin_record(block_name: str, sha256: str, metrics: dict, records_file: Path = RECORDS_FILE) -> None:
     """Rewrite the RELEASE block of the records file with the new sha256 and metrics."""
     text = records_file.read_text()
-    body = (f"ENET_SHA256 = {sha256!r}\n"
-            f"ENET_METRICS = {pprint.pformat(metrics, width=110, sort_dicts=False)}\n")
+    prefix = block_name.split("-")[0].upper()  # enet-camvid -> ENET, fcn8s-vgg19-camvid -> FCN8S
+    body = (f"{prefix}_SHA256 = {sha256!r}\n"
+            f"{prefix}_METRICS = {pprint.pformat(metrics, width=110, sort_dicts=False)}\n")
     pattern = re.compile(rf"(# RELEASE {re.escape(block_name)} BEGIN\n).*?(# RELEASE {re.escape(block_name)} END)", re.S)
     if not pattern.search(text):
         raise ValueError(f"no RELEASE block for {block_name} in {records_file}")
     records_file.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), text))
 
 
-def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None = None, weights_dir: Path | None = None) -> dict:
-    """Export ``checkpoint`` as ``weights/<name>.safetensors``, score it on val, write card and record."""
+def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None = None, weights_dir: Path | None = None,
+            encoder_weights_dir=None) -> dict:
+    """Export ``checkpoint`` as ``weights/<name>.safetensors``, score it on val, write card and record.
+
+    ``encoder_weights_dir``: where a frozen encoder's weights are (``--weights-dir`` of the app).
+    """
     import weights.records.segmentation  # noqa: F401  (registers the record whose block we rewrite)
     from core.segmentation.data import load_camvid
     from core.segmentation.evaluate import evaluate_model
     from weights.registry import get_record, import_object, load_safetensors
 
     torch.set_num_threads(threads)
+    if encoder_weights_dir:
+        from core.runtime import configure
+
+        configure(weights_dir=encoder_weights_dir)
     weights_dir = Path(weights_dir or REPO / "weights")
     record = get_record(name)
     out = weights_dir / record.source.filename
     info = export_fp16(checkpoint, out)
     info["checkpoint"] = str(checkpoint)
     model = import_object(record.builder)(**record.builder_kwargs)
-    model.load_state_dict(load_safetensors(out), strict=True)
+    state = import_object(record.state_loader)(out) if record.state_loader else load_safetensors(out)
+    model.load_state_dict(state, strict=True)
     model.eval()
     val = load_camvid(data, "val", limit=limit)
     t0 = time.time()
@@ -167,7 +212,8 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
 
 def main(args) -> int:
     if args.command == "release":
-        print(json.dumps(release(args.checkpoint, args.name, args.data, threads=args.threads, limit=args.limit), indent=1))
+        print(json.dumps(release(args.checkpoint, args.name, args.data, threads=args.threads, limit=args.limit,
+                                 encoder_weights_dir=args.weights_dir), indent=1))
     else:
         print(json.dumps(export_fp16(args.checkpoint, args.out), indent=1))
     return 0
@@ -184,3 +230,4 @@ def add_release_arguments(p) -> None:
     p.add_argument("--data", default="../shared/data/camvid")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke tests)")
+    p.add_argument("--weights-dir", default=None, help="folder with a frozen encoder's weights (vgg19-caffe/)")

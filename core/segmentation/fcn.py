@@ -44,19 +44,21 @@ def learned_upsampling(channels: int, factor: int) -> nn.ConvTranspose2d:
     return up
 
 
-class FCN8s(nn.Module):
-    stride = 32
+class FCN8sHead(nn.Module):
+    """Everything of FCN-8s after the encoder: (pool3, pool4, pool5) -> BxCxHxW logits.
 
-    def __init__(self, num_classes: int = 11, fc_channels: int = 1024):
+    pool3: Bx``c3``xH/8xW/8, pool4: Bx``c4``xH/16xW/16, pool5: Bx``c4``xH/32xW/32.
+    """
+
+    def __init__(self, num_classes: int = 11, fc_channels: int = 1024, c3: int = 256, c4: int = 512):
         super().__init__()
-        self.encoder = vgg16_blocks(batch_norm=False)
         self.fc = nn.Sequential(
-            nn.Conv2d(512, fc_channels, 3, padding=1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
+            nn.Conv2d(c4, fc_channels, 3, padding=1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
             nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
         )
         self.score_fr = nn.Conv2d(fc_channels, num_classes, 1)
-        self.score_pool4 = nn.Conv2d(512, num_classes, 1)
-        self.score_pool3 = nn.Conv2d(256, num_classes, 1)
+        self.score_pool4 = nn.Conv2d(c4, num_classes, 1)
+        self.score_pool3 = nn.Conv2d(c3, num_classes, 1)
         # The paper zero-initialises the skip scores so training starts from FCN-32s' output.
         for score in (self.score_pool4, self.score_pool3):
             nn.init.zeros_(score.weight)
@@ -65,15 +67,76 @@ class FCN8s(nn.Module):
         self.up2_pool4 = learned_upsampling(num_classes, 2)
         self.up8 = learned_upsampling(num_classes, 8)
 
+    def forward(self, pool3: torch.Tensor, pool4: torch.Tensor, pool5: torch.Tensor) -> torch.Tensor:
+        scores = self.up2_fr(self.score_fr(self.fc(pool5)))            # stride 16
+        scores = self.up2_pool4(scores + self.score_pool4(pool4))       # stride 8
+        return self.up8(scores + self.score_pool3(pool3))               # stride 1
+
+
+class FCN8s(nn.Module):
+    """VGG-16 conv blocks + :class:`FCN8sHead`; Bx3xHxW (H, W multiples of 32) -> BxCxHxW logits."""
+
+    stride = 32
+
+    def __init__(self, num_classes: int = 11, fc_channels: int = 1024):
+        super().__init__()
+        self.encoder = vgg16_blocks(batch_norm=False)
+        self.head = FCN8sHead(num_classes, fc_channels)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = []
         for block in self.encoder:
             x = F.max_pool2d(block(x), 2, stride=2)
             pooled.append(x)
-        pool3, pool4, pool5 = pooled[2], pooled[3], pooled[4]
-        scores = self.up2_fr(self.score_fr(self.fc(pool5)))       # stride 16
-        scores = self.up2_pool4(scores + self.score_pool4(pool4))  # stride 8
-        return self.up8(scores + self.score_pool3(pool3))          # stride 1
+        return self.head(pooled[2], pooled[3], pooled[4])
+
+
+class FCN8sVGG19(nn.Module):
+    """FCN-8s on the frozen ImageNet VGG-19 (``core.backbones.vgg``): only the head is trained and shipped.
+
+    Input: Caffe-normalised BGR (the VGG-19 record's ``normalize``), H, W multiples of 32.
+    """
+
+    stride = 32
+    POOLS = ("pool3", "pool4", "pool5")
+
+    def __init__(self, num_classes: int = 11, fc_channels: int = 256):
+        super().__init__()
+        from core.backbones.vgg import VGG19_LAYERS, vgg19_features
+
+        self.encoder = vgg19_features()[: VGG19_LAYERS["pool5"] + 1]
+        self.encoder.requires_grad_(False)
+        self._taps = {VGG19_LAYERS[name] for name in self.POOLS}
+        self.head = FCN8sHead(num_classes, fc_channels)
+
+    def pools(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Bx3xHxW -> [pool3, pool4, pool5] of the frozen encoder (what training caches once)."""
+        out = []
+        for i, layer in enumerate(self.encoder):
+            x = layer(x)
+            if i in self._taps:
+                out.append(x)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(*self.pools(x))
+
+
+def fcn8s_vgg19_frozen(num_classes: int = 11) -> FCN8sVGG19:
+    """The registry's builder; :func:`load_fcn8s_vgg19_state` adds the VGG-19 weights to the shipped head."""
+    return FCN8sVGG19(num_classes)
+
+
+def load_fcn8s_vgg19_state(path) -> dict[str, torch.Tensor]:
+    """Shipped head (``head.*``, fp16 file) + the ImageNet VGG-19 conv weights resolved like any weights."""
+    from weights.registry import get_record, load_safetensors
+    from weights.resolve import resolve
+
+    state = load_safetensors(path)
+    encoder = load_safetensors(resolve(get_record("vgg19-caffe")))
+    # pool5 is VGG-19's last feature layer: every conv of the file belongs to the encoder.
+    state.update({f"encoder.{k}": v for k, v in encoder.items()})
+    return state
 
 
 def fcn8s_vgg(num_classes: int = 11) -> FCN8s:

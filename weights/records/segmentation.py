@@ -6,7 +6,7 @@ edit the rest by hand.
 """
 
 from core.segmentation.classes import CAMVID_CLASSES, CAMVID_COLORS
-from weights.registry import ModelRecord, ProjectFile, register
+from weights.registry import ExternalFile, ModelRecord, ProjectFile, register
 
 _CAMVID = dict(
     task="segmentation",
@@ -76,5 +76,33 @@ register(ModelRecord(
     sha256=None,
     license="MIT (project code; encoder initialised from VGG-19, CC BY 4.0)",
     description=f"U-Net on timm's VGG-19 features_only encoder, concatenated skips ({_UNTRAINED}).",
+    **_CAMVID,
+))
+
+# RELEASE fcn8s-vgg19-camvid BEGIN
+FCN8S_SHA256 = None
+FCN8S_METRICS = {}
+# RELEASE fcn8s-vgg19-camvid END
+
+_VGG19 = ExternalFile("vgg19_features_fp16.safetensors", subdir="vgg19-caffe",
+                      how_to_get="put vgg19-caffe/vgg19_features_fp16.safetensors in the folder given by --weights-dir "
+                                 "(see weights/cards/vgg19-caffe.md)")
+register(ModelRecord(
+    name="fcn8s-vgg19-camvid",
+    builder="core.segmentation.fcn:fcn8s_vgg19_frozen",
+    source=ProjectFile("fcn8s-vgg19-camvid.safetensors"),
+    sha256=FCN8S_SHA256,
+    state_loader="core.segmentation.fcn:load_fcn8s_vgg19_state",
+    # The frozen ImageNet encoder is not shipped: it is the vgg19-caffe file, resolved like any weights.
+    extra_files=((_VGG19, "73c9735f3ab143e818648f3a0cba7675a3810fea50757d0186873766d90cfda8"),),
+    license="MIT (project code; head trained on CamVid); encoder VGG-19, CC BY 4.0",
+    description="FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
+                f"trained by `python -m core.segmentation train-frozen` ({_UNTRAINED} until it has run).",
+    metrics=FCN8S_METRICS,
+    card="fcn8s-vgg19-camvid.md",
+    color_order="BGR",
+    pixel_scale=255.0,
+    mean=(103.939, 116.779, 123.68),
+    std=(1.0, 1.0, 1.0),
     **_CAMVID,
 ))
