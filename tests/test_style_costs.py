@@ -37,6 +37,11 @@ def test_gram_matrix_is_batched_and_ignores_spatial_layout():
     assert torch.equal(gram_matrix(batch)[1], 4 * gram_matrix(a)[0])
 
 
+def test_gram_matrix_same_in_channels_last_layout():
+    a = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
+    assert torch.equal(gram_matrix(a.contiguous(memory_format=torch.channels_last)), gram_matrix(a))
+
+
 def test_content_cost_is_half_the_squared_distance():
     # 1/2 (1^2 + 2^2 + 2^2) = 4.5
     assert content_cost(act([0, 0, 0]), act([1, 2, 2])).tolist() == [4.5]

@@ -25,6 +25,10 @@ def gram_matrix(a: torch.Tensor) -> torch.Tensor:
     H*W products and bf16 would lose the small differences the style cost measures.
     """
     b, c, h, w = a.shape
+    if c > 1 and a.is_contiguous(memory_format=torch.channels_last):
+        # channels_last stores B x H x W x C: view it as B x HW x C (no copy) and take F^T F.
+        flat = a.permute(0, 2, 3, 1).reshape(b, h * w, c).float()
+        return torch.bmm(flat.transpose(1, 2), flat)
     flat = a.reshape(b, c, h * w).float()
     return torch.bmm(flat, flat.transpose(1, 2))
 
