@@ -35,6 +35,15 @@ def _tiny_weights() -> bytes:
     return save_safetensors(state)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions on one thread: on a shared 2-core CPU the default pool makes them ~30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def tiny_facenet(tmp_path, monkeypatch):
     """``load_pipeline("facenet")`` answered by a tiny InceptionResnetV1 downloaded from the stand-in Hub."""
