@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--weights-dir", default=None)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--index-dir", default=None,
+                        help="keep the index here and reuse it if present (time answers without rebuilding)")
     args = parser.parse_args()
 
     import os
@@ -52,19 +54,25 @@ def main() -> None:
             Path(images).mkdir()
             for name in tp.list_images(args.images)[: args.frames]:
                 (Path(images) / Path(name).name).symlink_to(tp.image_root(args.images) / name)
-        os.environ["CVHUB_INDEX_DIR"] = str(Path(tmp) / "idx")
-        import weights
+        index_dir = Path(args.index_dir or Path(tmp) / "idx")
+        os.environ["CVHUB_INDEX_DIR"] = str(index_dir)
+        path = tp.index_path(args.model, args.layer, images, index_dir)
+        if not path.exists():
+            import weights
 
-        weights.load(args.model)  # loading the weights is not part of the build
-        started = time.perf_counter()
-        path = tp.build_index(args.model, [args.layer], images, max_side=args.max_side,
-                              batch_size=args.batch_size, model=weights.load(args.model))[args.layer]
-        build = time.perf_counter() - started
+            weights.load(args.model)  # loading the weights is not part of the build
+            started = time.perf_counter()
+            path = tp.build_index(args.model, [args.layer], images, max_side=args.max_side,
+                                  batch_size=args.batch_size, model=weights.load(args.model))[args.layer]
+            build = time.perf_counter() - started
+        else:
+            build = None
         index = tp.load_index(path)
         n = len(index.names)
         print(f"device {device} ({torch.get_num_threads()} threads), {args.model} {args.layer}, {n} images "
-              f"at <= {args.max_side} px")
-        print(f"build: {build:.1f} s ({build / n * 1000:.0f} ms per image; 367 frames -> {build / n * 367:.0f} s)")
+              f"at <= {index.max_side} px; load average {os.getloadavg()[0]:.1f}")
+        if build is not None:
+            print(f"build: {build:.1f} s ({build / n * 1000:.0f} ms per image; 367 frames -> {build / n * 367:.0f} s)")
 
         from spaces.visualize import UNITS_PER_PAGE, top_patches
 
@@ -76,9 +84,10 @@ def main() -> None:
             t = time.perf_counter()
             top_patches(args.model, args.layer, (run % pages) * UNITS_PER_PAGE)
             cold.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            top_patches(args.model, args.layer, ((run + 1) % pages) * UNITS_PER_PAGE)
+            t = time.perf_counter()  # the same page again: index and images in memory
+            top_patches(args.model, args.layer, (run % pages) * UNITS_PER_PAGE)
             warm.append(time.perf_counter() - t)
+        # cold: nothing in memory (first answer after start); warm: the page asked again
         for name, times in (("cold", cold), ("warm", warm)):
             ms = sorted(1000 * t for t in times)
             print(f"answer a page of {UNITS_PER_PAGE} units x 9 patches, {name}: median {statistics.median(ms):.0f} ms, "

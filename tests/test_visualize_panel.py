@@ -92,3 +92,29 @@ def test_segmentation_models_list_their_layers():
     update, unit = choose_model(seg[0])
     assert unit == 0 and len(update["choices"]) > 5
     assert "pixel patch" in describe_layer(seg[0], update["value"])
+    with pytest.raises(gr.Error, match="no model called"):
+        choose_model("no-such-model")
+
+
+def test_the_project_enet_end_to_end(shared, shared_weights, tmp_path, monkeypatch):
+    """The trained ENet (weights in the repo): filters, maps and a patch index of a mid layer."""
+    from core.visualize.layers import layer_catalog
+    from core.visualize.top_patches import build_index
+    from spaces.visualize import activation_maps, show_filters, top_patches
+
+    monkeypatch.setenv("CVHUB_INDEX_DIR", str(tmp_path / "idx"))
+    model = "enet-camvid"
+    layers = list(layer_catalog(model))
+    deep = layers[len(layers) // 2]
+    image, note = show_filters(model)
+    assert note.startswith("13 filters of 3x3")  # ENet's initial block: 13 convolutions + max pooling
+    frames = sorted((shared / "data" / "camvid" / "train").iterdir())[:2]
+    galleries, overlays = activation_maps([str(frames[0])], [model], [deep], [0])
+    assert galleries[0] and overlays[0].size == (480, 360)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for f in frames:
+        (folder / f.name).symlink_to(f)
+    build_index(model, [deep], str(folder), max_side=96, device="cpu")
+    gallery, note = top_patches(model, deep, 0)
+    assert len(gallery) == 9 and "2 images" in note

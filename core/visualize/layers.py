@@ -142,7 +142,10 @@ def layer_catalog(name: str) -> dict[str, tuple[str, ReceptiveField]]:
     """
     from weights import get_record
 
-    record = get_record(name)
+    try:
+        record = get_record(name)
+    except KeyError:
+        raise UserError(f"There is no model called '{name}' in this hub.") from None
     if record.builder_takes_path:
         raise UserError(f"The model '{name}' is not a PyTorch network, so its layers cannot be shown.")
     model = _architecture(name)
