@@ -18,7 +18,11 @@ def _photo(*parts) -> str:
 
 
 @pytest.fixture()
-def per_session_galleries():
+def per_session_galleries(tmp_path, monkeypatch):
+    """Per-session galleries (no --gallery), their files under this test's tmp folder."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     panel.use_shared_gallery(None)
     yield
     panel.use_shared_gallery(None)
