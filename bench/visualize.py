@@ -74,7 +74,10 @@ def main() -> None:
         if build is not None:
             print(f"build: {build:.1f} s ({build / n * 1000:.0f} ms per image; 367 frames -> {build / n * 367:.0f} s)")
 
+        from core.visualize.layers import layer_catalog
         from spaces.visualize import UNITS_PER_PAGE, top_patches
+
+        layer_catalog(args.model)  # built when the panel is laid out, not per answer
 
         cold, warm = [], []
         pages = max(1, index.units // UNITS_PER_PAGE)

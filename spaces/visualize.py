@@ -212,18 +212,18 @@ def build() -> None:
                              interactive=False)
         dream_note = gr.Markdown()
 
-    model.change(choose_model, model, [layer, unit], api_name=False)
+    model.change(choose_model, model, [layer, unit], api_visibility="private")
     layer.change(describe_layer, [model, layer], layer_note, api_name="describe_layer")
     filters_btn.click(show_filters, model, [filters_img, filters_note], api_name="filters")
     # Chained copies of the patches event stay off the API: /top_patches is the one entry point.
-    patch_event = dict(fn=top_patches, inputs=[model, layer, unit], outputs=[patches, patches_note], api_name=False)
-    patches_btn.click(**{**patch_event, "api_name": "top_patches"})
-    prev_btn.click(lambda u: turn_page(u, -1), unit, unit, api_name=False).then(**patch_event)
-    next_btn.click(lambda u: turn_page(u, 1), unit, unit, api_name=False).then(**patch_event)
+    patch_event = dict(fn=top_patches, inputs=[model, layer, unit], outputs=[patches, patches_note], api_visibility="private")
+    patches_btn.click(**{**patch_event, "api_visibility": "public"}, api_name="top_patches")
+    prev_btn.click(lambda u: turn_page(u, -1), unit, unit, api_visibility="private").then(**patch_event)
+    next_btn.click(lambda u: turn_page(u, 1), unit, unit, api_visibility="private").then(**patch_event)
     maps_btn.click(activation_maps, [upload, model, layer, unit], [maps, overlay_img], api_name="activations",
                    batch=True, max_batch_size=settings().max_batch_size)
     # The link from a unit to its patches: clicking a map shows that unit's page of patches.
-    maps.select(unit_from_caption, None, unit, api_name=False).then(**patch_event)
-    patches.select(unit_from_caption, None, unit, api_name=False)
+    maps.select(unit_from_caption, None, unit, api_visibility="private").then(**patch_event)
+    patches.select(unit_from_caption, None, unit, api_visibility="private")
     dream_btn.click(dream, [model, layer, unit, steps], [dream_img, dream_note], api_name="maximize",
                     concurrency_limit=1)

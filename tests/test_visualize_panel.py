@@ -29,8 +29,8 @@ def test_panel_builds_with_stable_api_names():
 
     with gr.Blocks() as demo:
         visualize.build()
-    names = {dep.api_name for dep in demo.fns.values() if dep.api_name}
-    assert {"filters", "top_patches", "activations", "maximize"} <= names
+    public = {dep.api_name for dep in demo.fns.values() if dep.api_visibility == "public"}
+    assert public == {"describe_layer", "filters", "top_patches", "activations", "maximize"}
     assert visualize.TITLE and visualize.SUMMARY
 
 
