@@ -18,8 +18,12 @@ from core.runtime import configure
 
 #: The panels, in tab order. Each module has TITLE, SUMMARY (one line for the About tab) and build().
 PANEL_MODULES = (
+    "spaces.segmentation",
     "spaces.lab",
     "spaces.instances",
+    "spaces.faces",
+    "spaces.style",
+    "spaces.visualize",
 )
 
 
@@ -58,12 +62,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder searched first for weight files (also CVHUB_WEIGHTS_DIR)")
     parser.add_argument("--max-batch-size", type=int, default=8,
                         help="requests merged into one forward pass by batched handlers")
+    parser.add_argument("--gallery", default=os.environ.get("CVHUB_GALLERY"),
+                        help="one face gallery (SQLite file) shared by every visitor; default: one per browser session")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     configure(device=args.device, weights_dir=args.weights_dir, max_batch_size=args.max_batch_size)
+    if args.gallery:
+        from spaces.faces import use_shared_gallery
+
+        use_shared_gallery(args.gallery)
     build_app().launch(server_name=args.host, server_port=args.port, share=args.share)
 
 

@@ -81,6 +81,7 @@ def test_browser_visits_every_tab_and_reads_the_unpooling(running_app, tmp_path)
     from playwright.sync_api import sync_playwright
 
     import app
+    from spaces import lab
 
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed for the browser test (apt-get install chromium)"
@@ -90,8 +91,7 @@ def test_browser_visits_every_tab_and_reads_the_unpooling(running_app, tmp_path)
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(running_app)
-        titles = [m.TITLE for m in app.panels()] + ["About"]
-        for title in titles[1:] + titles[:1]:
+        for title in [m.TITLE for m in app.panels()] + ["About", lab.TITLE]:
             page.get_by_role("tab", name=title, exact=True).click()
             page.wait_for_timeout(300)
         page.locator("#lab-unpool-button").click()
