@@ -52,10 +52,10 @@ def test_layer_activations_stop_at_the_deepest_layer(vgg):
 
 def test_lbfgs_from_noise_lowers_the_cost_and_reports_every_step(vgg, images):
     content, style, _ = images
-    progress = run(vgg, content, [style], steps=12, preview_every=5)
-    assert [p.step for p in progress] == list(range(1, 13))
+    progress = run(vgg, content, [style], steps=8, preview_every=3)
+    assert [p.step for p in progress] == list(range(1, 9))
     assert progress[-1].done and not any(p.done for p in progress[:-1])
-    assert [p.step for p in progress if p.image is not None] == [5, 10, 12]
+    assert [p.step for p in progress if p.image is not None] == [3, 6, 8]
     assert progress[-1].total < 0.2 * progress[0].total
     assert progress[-1].image.shape == (1, 3, SIZE, SIZE)
     assert 0 <= progress[-1].image.min() and progress[-1].image.max() <= 1
@@ -97,11 +97,13 @@ def test_seed_makes_runs_reproducible(vgg, images):
 
 def test_blend_weights_choose_between_styles(vgg, images):
     content, style, other = images
-    only_first = run(vgg, content, [style], steps=2)[-1]
-    blended_all_first = run(vgg, content, [style, other], steps=2, blend=[1.0, 0.0])[-1]
-    half = run(vgg, content, [style, other], steps=2, blend=[1.0, 1.0])[-1]
+    only_first = run(vgg, content, [style], steps=1)[-1]
+    blended_all_first = run(vgg, content, [style, other], steps=1, blend=[1.0, 0.0])[-1]
+    half = run(vgg, content, [style, other], steps=1, blend=[1.0, 1.0])[-1]
     assert torch.allclose(only_first.image, blended_all_first.image, atol=1e-5)
-    assert not torch.allclose(only_first.image, half.image, atol=1e-3)
+    assert blended_all_first.style == pytest.approx(only_first.style, rel=1e-4)
+    # an equal blend is another target: the style cost of (nearly) the same image differs
+    assert abs(half.style - only_first.style) > 0.05 * only_first.style
     with pytest.raises(ValueError):
         run(vgg, content, [style, other], steps=1, blend=[1.0])
 
