@@ -235,4 +235,4 @@ def build() -> None:
         [output, plot, status, grams],
         api_name="stylize", concurrency_limit=concurrency(), concurrency_id="style-transfer",
     )
-    stop.click(None, None, None, cancels=[event], api_name=False)
+    stop.click(None, None, None, cancels=[event], api_visibility="private")
