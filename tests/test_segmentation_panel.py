@@ -175,3 +175,22 @@ def test_compare_times_trained_and_untrained_models(tmp_path):
             panel.compare(str(path), [], 0.4)
     finally:
         unregister("enet-untrained-test")
+
+
+def test_bench_script_reports_every_variant_that_applies(tmp_path):
+    import importlib.util
+
+    from core.segmentation.export import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_segmentation", REPO / "bench" / "segmentation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "rows.json"
+    bench.main(["--device", "cpu", "--models", "enet-camvid", "--sizes", "64x48", "--batches", "1", "2",
+                "--variants", "eager", "channels_last", "cudagraphs", "--repeats", "1", "--warmup", "0",
+                "--json", str(out)])
+    rows = json.loads(out.read_text())
+    # CUDA graphs do not apply on a CPU: two variants x two batch sizes.
+    assert [(r["batch"], r["variant"]) for r in rows] == [(1, "eager"), (1, "channels_last"), (2, "eager"), (2, "channels_last")]
+    assert all(r["ms_per_frame"] > 0 and r["params"] < 400_000 for r in rows)
+    assert rows[0]["speedup_vs_eager"] == 1.0
