@@ -1,6 +1,7 @@
 """The command line (python -m core.style transfer ... --json) and the choice of backbone."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,32 @@ def test_timm_vgg19_record_loads_the_conv_part_with_imagenet_preprocessing(tmp_p
     normalize = weights.get_record("vgg19.tv_in1k").normalize
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     assert normalize(mean).abs().max() < 1e-6
+
+
+def test_timm_vgg19_record_downloads_from_its_pinned_hub_revision(tmp_path, monkeypatch):
+    """The record's repo, file and revision through the real huggingface_hub, against the stand-in Hub."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import save
+    from tests.hubstub import serve_hub
+
+    import weights
+    from core.style.features import timm_vgg_state
+
+    source = weights.get_record("vgg19.tv_in1k").source
+    data = save({"features.0.bias": torch.arange(64, dtype=torch.half), "head.fc.weight": torch.zeros(2, 2)})
+    with serve_hub({(source.repo_id, source.filename): data}, revision=source.revision) as (endpoint, _):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        # huggingface_hub reads its cache folder at import: resolve in a fresh process
+        script = "import weights; print(weights.resolve(weights.get_record('vgg19.tv_in1k')))"
+        done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, env=os.environ, timeout=120)
+    assert done.returncode == 0, done.stderr
+    path = done.stdout.strip().splitlines()[-1]
+    assert path.startswith(str(tmp_path / "hub")) and source.revision in path
+    state = timm_vgg_state(path)
+    assert list(state) == ["0.bias"] and state["0.bias"][63].item() == 63  # classifier dropped
