@@ -150,6 +150,11 @@ def test_panel_segments_any_size_and_explains_bad_input(tmp_path):
     # In a batch, a bad upload fails only its own request.
     overlays, _, infos = panel.segment_batch([str(files["corrupt"]), str(files["rgb"])], ["enet-camvid"] * 2, [0.5] * 2)
     assert overlays[0] is None and "corrupt" in infos[0] and overlays[1] is not None
+    # Same model and size: one forward pass for both, each with its own opacity.
+    overlays, _, infos = panel.segment_batch([str(files["rgb"])] * 2, ["enet-camvid"] * 2, [0.0, 1.0])
+    assert "batch of 2" in infos[0]
+    assert np.array_equal(np.asarray(overlays[0]), np.asarray(Image.open(files["rgb"]).convert("RGB")))  # opacity 0
+    assert not np.array_equal(np.asarray(overlays[1]), np.asarray(overlays[0]))
     with pytest.raises(gr.Error, match="no segmentation model"):
         panel.segment_batch([str(files["rgb"])], ["nope"], [0.5])
 
