@@ -201,7 +201,7 @@ def build() -> None:
             legend = gr.HTML(label="Legend and pixel share")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     run.click(segment_batch, [image, model, opacity], [shown, legend, info], api_name="segment", **batch)
-    opacity.release(segment_batch, [image, model, opacity], [shown, legend, info], api_name=False, **batch)
+    opacity.release(segment_batch, [image, model, opacity], [shown, legend, info], api_visibility="private", **batch)
 
     with gr.Accordion("Compare models: the lecture's ENet-vs-SegNet table, live on this host", open=False):
         all_models = segmentation_models()
