@@ -109,3 +109,16 @@ def test_rescale_gram_keeps_per_position_statistics():
     # a pattern tiled twice as wide has twice the Gram; rescaling to the smaller size undoes that
     small, big = act([1, 2]), act([1, 2, 1, 2])
     assert torch.equal(rescale_gram(gram_matrix(big), 4, 2), gram_matrix(small))
+
+
+def test_gram_heatmaps_share_one_scale():
+    from core.style.heatmaps import _RAMP, colorize, gram_pair
+
+    # the ramp's ends and its middle anchor
+    assert torch.allclose(colorize(torch.tensor([[0.0, 0.5, 1.0]]))[:, 0].T, _RAMP[[0, 2, 4]])
+    g = torch.tensor([[4.0, 1.0], [1.0, 0.0]])
+    same_left, same_right = gram_pair(g, g, size=4)
+    assert same_left.shape == (3, 4, 4) and torch.equal(same_left, same_right)
+    # the generated Gram twice as large: its largest entry is the top of the shared scale, the style's is not
+    left, right = gram_pair(g, 2 * g, size=2)
+    assert torch.allclose(right[:, 0, 0], _RAMP[-1]) and not torch.allclose(left[:, 0, 0], _RAMP[-1])
