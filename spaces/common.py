@@ -23,12 +23,21 @@ class UploadImage(gr.Image):
     path goes straight to :func:`core.images.load_image`, which explains what is wrong.
     """
 
-    is_template = True  # rendered by the frontend's ordinary Image component
+    is_template = True  # the frontend renders it with gr.Image's Svelte component
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("type", "filepath")
         kwargs.setdefault("sources", ["upload", "clipboard"])
         super().__init__(*args, **kwargs)
+
+    # Gradio builds a component's config from its own __init__ signature and finds the
+    # frontend by class id: report both as gr.Image's, so the browser shows an ordinary image box.
+    def get_config(self, cls=None):
+        return super().get_config(cls or gr.Image)
+
+    @classmethod
+    def get_component_class_id(cls) -> str:
+        return gr.Image.get_component_class_id()
 
     def preprocess(self, payload):
         if payload is None or payload.path is None:

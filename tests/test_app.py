@@ -98,6 +98,16 @@ def test_browser_visits_every_tab_and_reads_the_unpooling(running_app, tmp_path)
         page.locator("#lab-maxunpool table").wait_for(timeout=30_000)
         rows = page.locator("#lab-maxunpool tr").all()
         assert [[td.inner_text() for td in row.locator("td").all()] for row in rows] == UNPOOLED
+        # An upload through the browser reaches a panel (UploadImage renders as an image box).
+        from PIL import Image
+
+        Image.new("RGB", (320, 240), (200, 60, 30)).save(tmp_path / "photo.png")
+        page.get_by_role("tab", name="Instances", exact=True).click()
+        page.locator("#roi-photo input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+        page.wait_for_timeout(1500)  # the upload event fills in a default box
+        page.locator("#roi-button").click()
+        page.get_by_text("RoI Align (cyan) keeps the box exact").wait_for(timeout=60_000)
+        page.get_by_role("tab", name=lab.TITLE, exact=True).click()
         shot = tmp_path / "screenshot.png"
         page.screenshot(path=str(shot))
         browser.close()
