@@ -17,23 +17,23 @@ _CAMVID = dict(
 )
 
 # RELEASE enet-camvid BEGIN
-ENET_SHA256 = '1904f8a5e707ff6eaa6bf996f1b0e3cdc1ab8ba816c8093b7b10f2522c374a7e'
+ENET_SHA256 = 'b7373396ec5b97380c133f862a20a8bd76b31cdf303b4f5999ebc22b04805972'
 ENET_METRICS = {'dataset': 'CamVid val (101 frames)',
- 'mIoU': 0.1807,
- 'class_avg': 0.2708,
- 'global_accuracy': 0.6102,
- 'iou': {'Sky': 0.6419,
-         'Building': 0.4113,
+ 'mIoU': 0.454,
+ 'class_avg': 0.5774,
+ 'global_accuracy': 0.855,
+ 'iou': {'Sky': 0.9265,
+         'Building': 0.7467,
          'Pole': 0.0,
-         'Road': 0.6402,
-         'Sidewalk': 0.0006,
-         'Tree': 0.2935,
-         'Sign': 0.0,
-         'Fence': 0.0,
-         'Car': 0.0001,
-         'Pedestrian': 0.0,
+         'Road': 0.9115,
+         'Sidewalk': 0.686,
+         'Tree': 0.8898,
+         'Sign': 0.0028,
+         'Fence': 0.2689,
+         'Car': 0.5467,
+         'Pedestrian': 0.0149,
          'Bicyclist': 0.0},
- 'epochs': 1}
+ 'epochs': 26}
 # RELEASE enet-camvid END
 
 register(ModelRecord(
