@@ -99,7 +99,7 @@ register(ModelRecord(
     description="FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
                 f"trained by `python -m core.segmentation train-frozen` ({_UNTRAINED} until it has run).",
     metrics=FCN8S_METRICS,
-    card="fcn8s-vgg19-camvid.md",
+    card="fcn8s-vgg19-camvid.md" if FCN8S_SHA256 else None,  # `release` writes the card with the weights
     color_order="BGR",
     pixel_scale=255.0,
     mean=(103.939, 116.779, 123.68),
