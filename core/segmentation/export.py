@@ -203,7 +203,8 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
     }
     card = model_card(name, record, result, info, checkpoint_val=info["val_mIoU"], run=run)
     (weights_dir / "cards").mkdir(exist_ok=True)
-    (weights_dir / "cards" / record.card).write_text(card)
+    # A model released for the first time has no card in its record yet: the card is named after it.
+    (weights_dir / "cards" / (record.card or f"{name}.md")).write_text(card)
     if weights_dir == REPO / "weights":
         pin_record(name, info["sha256"], metrics)
     return {"file": str(out), "sha256": info["sha256"], "bytes": info["bytes"], "checkpoint_val_mIoU": info["val_mIoU"],
