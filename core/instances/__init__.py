@@ -1,1 +1,1 @@
-"""Instance segmentation: RoI Pool vs RoI Align (Mask R-CNN itself is still to come)."""
+"""Instance segmentation: Mask R-CNN for CamVid's objects (train, evaluate, predict) and RoI Pool vs RoI Align."""

@@ -1,0 +1,150 @@
+"""Box and mask AP of instance predictions against CamVid-style label maps, with pycocotools (COCO's own code).
+
+AP is COCO's: precision averaged over recall and over IoU thresholds 0.50:0.95; AP50 at
+IoU 0.50 alone; "all" areas, up to 100 detections per image. A class with no ground truth
+in the evaluated frames gets ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_util
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def _xywh(box) -> list[float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def coco_ap(predictions: list[dict], targets: list[dict], class_names: tuple[str, ...]) -> dict:
+    """Per-image predictions (boxes, labels, scores, masks: NxHxW bool or Nx1xHxW probabilities)
+    and targets (boxes, labels, masks NxHxW) -> {"bbox"|"segm": {"AP", "AP50", "per_class": {name: {"AP", "AP50"}}}}.
+
+    Labels are 1-based indices into ``class_names`` (0 is background).
+    """
+    images, gt_anns, dt_anns = [], [], []
+    for image_id, (pred, target) in enumerate(zip(predictions, targets)):
+        h, w = target["masks"].shape[-2:]
+        images.append({"id": image_id, "height": int(h), "width": int(w)})
+        for box, label, mask in zip(target["boxes"], target["labels"], target["masks"]):
+            m = mask.numpy().astype(bool)
+            gt_anns.append({"id": len(gt_anns) + 1, "image_id": image_id, "category_id": int(label),
+                            "bbox": _xywh(box), "area": float(m.sum()), "iscrowd": 0, "segmentation": _rle(m)})
+        masks = pred["masks"]
+        if masks.dim() == 4:
+            masks = masks[:, 0] > 0.5
+        for box, label, score, mask in zip(pred["boxes"], pred["labels"], pred["scores"], masks):
+            dt_anns.append({"id": len(dt_anns) + 1, "image_id": image_id, "category_id": int(label),
+                            "score": float(score), "bbox": _xywh(box), "segmentation": _rle(mask.numpy())})
+    categories = [{"id": i, "name": n} for i, n in enumerate(class_names, start=1)]
+    results = {}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": gt_anns, "categories": categories}
+        gt.createIndex()
+        for iou_type in ("bbox", "segm"):
+            anns = [dict(a) for a in dt_anns]
+            for a in anns:
+                if iou_type == "bbox":
+                    a.pop("segmentation")
+                    a["area"] = a["bbox"][2] * a["bbox"][3]
+                else:
+                    a["area"] = float(mask_util.area(a["segmentation"]))
+            dt = gt.loadRes(anns) if anns else COCO()
+            ev = COCOeval(gt, dt, iou_type)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            results[iou_type] = _per_class(ev, class_names)
+    return results
+
+
+def _per_class(ev: COCOeval, class_names) -> dict:
+    # precision: [IoU thresholds, recall points, classes, area ranges, max dets]; -1 = no ground truth.
+    precision = ev.eval["precision"][:, :, :, 0, -1]
+    per_class = {}
+    for k, name in enumerate(class_names):
+        p = precision[:, :, k]
+        if (p > -1).sum() == 0:
+            per_class[name] = {"AP": None, "AP50": None}
+            continue
+        p50 = p[0]
+        per_class[name] = {"AP": round(float(p[p > -1].mean()), 4), "AP50": round(float(p50[p50 > -1].mean()), 4)}
+    return {"AP": round(float(ev.stats[0]), 4), "AP50": round(float(ev.stats[1]), 4), "per_class": per_class}
+
+
+def empty_prediction(h: int, w: int) -> dict:
+    return {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
+            "masks": torch.zeros(0, h, w, dtype=torch.bool)}
+
+
+@torch.inference_mode()
+def evaluate_model(model, class_names, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 4) -> dict:
+    """uint8 Nx3xHxW frames + NxHxW CamVid label maps -> :func:`coco_ap` of the model's detections.
+
+    Every detection the model keeps (its own score floor, 0.05) counts: AP needs the low-score tail.
+    """
+    from core.instances.camvid import instances_from_labels
+
+    model.eval()
+    param = next(model.parameters())
+    predictions = []
+    for i in range(0, len(images), batch_size):
+        outputs = model([x.to(param.device, param.dtype) / 255 for x in images[i : i + batch_size]])
+        predictions += [{k: v.float().cpu() for k, v in out.items()} for out in outputs]
+    return coco_ap(predictions, [instances_from_labels(y) for y in labels], class_names)
+
+
+def table(result: dict) -> str:
+    """The JSON result as a text table: one row per class, box and mask AP / AP50 in %."""
+    def pct(v):
+        return "  -  " if v is None else f"{100 * v:5.1f}"
+
+    lines = [f"{'class':<12} {'box AP':>7} {'box AP50':>9} {'mask AP':>8} {'mask AP50':>10}"]
+    for name, box in result["bbox"]["per_class"].items():
+        mask = result["segm"]["per_class"][name]
+        lines.append(f"{name:<12} {pct(box['AP']):>7} {pct(box['AP50']):>9} {pct(mask['AP']):>8} {pct(mask['AP50']):>10}")
+    lines.append(f"{'all':<12} {pct(result['bbox']['AP']):>7} {pct(result['bbox']['AP50']):>9} "
+                 f"{pct(result['segm']['AP']):>8} {pct(result['segm']['AP50']):>10}")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    import json
+
+    import weights
+    from core.runtime import configure, pick_device
+    from core.segmentation.data import load_pairs, pair_files
+
+    torch.set_num_threads(args.threads)
+    configure(weights_dir=args.weights_dir)
+    pairs = pair_files(args.images, args.labels)
+    data = load_pairs(pairs[: args.limit] if args.limit else pairs)
+    record = weights.get_record(args.model)
+    model = weights.create(args.model, device=pick_device(args.device))
+    result = {"model": args.model, "frames": len(data), **evaluate_model(model, record.class_names, data.images, data.labels)}
+    print(json.dumps(result, indent=1) if args.json else table(result))
+    return 0
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", default="maskrcnn-vgg19-camvid")
+    p.add_argument("--images", required=True, help="folder of frames")
+    p.add_argument("--labels", required=True, help="folder of CamVid label maps (same file stems)")
+    p.add_argument("--weights-dir", default=None, help="folder with vgg19-caffe/ and other operator weights")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, default=None, help="only the first N frames")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")

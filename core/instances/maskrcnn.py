@@ -1,0 +1,108 @@
+"""Mask R-CNN (He et al. 2017) for CamVid's objects on the frozen ImageNet VGG-19, built from torchvision's parts.
+
+torchvision's ``MaskRCNN`` with a small backbone of our own: VGG-19 up to ``relu4_4``
+(stride 8, frozen, the ImageNet weights of the ``vgg19-caffe`` record) and a trained 1x1
+conv to 256 channels. One feature level, so one set of anchors (16-256 px, 3 aspect
+ratios) and RoI Align on it: 7x7 for the box head, 14x14 for the mask head. The heads are
+slimmer than torchvision's COCO model (a 256-wide box MLP, two 128-channel mask convs) so
+that they train on a CPU from cached encoder features and ship in a few MB.
+
+Input: a list of RGB tensors in [0, 1], any size; the transform scales each so its short
+side is 360 px (CamVid's frame height, capped at 640 px long side) and returns boxes and
+masks in the input's pixel coordinates.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+
+from core.instances.camvid import INSTANCE_CLASSES
+
+#: Caffe VGG-19's BGR mean on 0-255 pixels (the ``vgg19-caffe`` record), here in RGB order.
+_CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+
+
+class FrozenVGG19Stride8(nn.Module):
+    """VGG-19 up to relu4_4 (frozen) + a trained 1x1 conv, GroupNorm, ReLU: Bx3xHxW -> {"0": Bx256xH/8xW/8}.
+
+    Expects what the detector's transform makes of RGB in [0, 1]: 255 * x - the Caffe mean,
+    in RGB order; the encoder flips to BGR, the order its weights were trained in.
+    """
+
+    out_channels = 256
+
+    def __init__(self):
+        super().__init__()
+        from core.backbones.vgg import features_up_to, vgg19_features
+
+        self.encoder = features_up_to(vgg19_features(), "relu4_4")
+        self.encoder.requires_grad_(False)
+        # The encoder's activations run into the hundreds; GroupNorm brings them to the heads' scale.
+        self.reduce = nn.Sequential(nn.Conv2d(512, 256, 1), nn.GroupNorm(32, 256), nn.ReLU(inplace=True))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen part (what training caches once per frame)."""
+        return self.encoder(x.flip(1))
+
+    def head(self, encoded: torch.Tensor) -> OrderedDict:
+        return OrderedDict([("0", self.reduce(encoded))])
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        return self.head(self.encode(x))
+
+
+def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detections_per_image: int = 100) -> MaskRCNN:
+    """The registry's builder; :func:`load_maskrcnn_vgg19_state` adds the VGG-19 weights to the shipped heads."""
+    backbone = FrozenVGG19Stride8()
+    c = backbone.out_channels
+    model = MaskRCNN(
+        backbone,
+        num_classes=None,
+        min_size=360,
+        max_size=640,
+        image_mean=[m / 255 for m in _CAFFE_MEAN_RGB],
+        image_std=[1 / 255] * 3,
+        rpn_anchor_generator=AnchorGenerator(sizes=((16, 32, 64, 128, 256),), aspect_ratios=((0.5, 1.0, 2.0),)),
+        rpn_pre_nms_top_n_train=1000,
+        rpn_post_nms_top_n_train=500,
+        rpn_pre_nms_top_n_test=500,
+        rpn_post_nms_top_n_test=300,
+        box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(c * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, num_classes),
+        box_batch_size_per_image=128,
+        box_detections_per_img=detections_per_image,
+        mask_roi_pool=MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2),
+        mask_head=MaskRCNNHeads(c, [128, 128], 1),
+        mask_predictor=MaskRCNNPredictor(128, 128, num_classes),
+    )
+    model.backbone_stride = 8  # relu4_4 is three 2x poolings down
+    return model
+
+
+def trained_state(model: MaskRCNN) -> dict[str, torch.Tensor]:
+    """Everything but the frozen encoder: what is trained and shipped."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.encoder.")}
+
+
+def load_maskrcnn_vgg19_state(path) -> dict[str, torch.Tensor]:
+    """Shipped heads (fp16 file) + the ImageNet VGG-19 convs up to relu4_4, resolved like any weights."""
+    from weights.registry import get_record, load_safetensors
+    from weights.resolve import resolve
+
+    from core.backbones.vgg import VGG19_LAYERS
+
+    state = load_safetensors(path)
+    last = VGG19_LAYERS["relu4_4"]
+    for key, value in load_safetensors(resolve(get_record("vgg19-caffe"))).items():
+        if int(key.split(".")[0]) <= last:
+            state[f"backbone.encoder.{key}"] = value
+    return state

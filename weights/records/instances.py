@@ -1,0 +1,33 @@
+"""Instance segmentation: the CamVid Mask R-CNN trained by the project on the frozen ImageNet VGG-19.
+
+The block between RELEASE markers is written by ``python -m core.instances release``
+(sha256 and val metrics of the shipped file); edit the rest by hand.
+"""
+
+from core.instances.camvid import INSTANCE_CLASSES
+from weights.records.segmentation import _VGG19
+from weights.registry import ModelRecord, ProjectFile, register
+
+# RELEASE maskrcnn-vgg19-camvid BEGIN
+MASKRCNN_SHA256 = None
+MASKRCNN_METRICS = {}
+# RELEASE maskrcnn-vgg19-camvid END
+
+register(ModelRecord(
+    name="maskrcnn-vgg19-camvid",
+    task="instances",
+    builder="core.instances.maskrcnn:maskrcnn_vgg19_camvid",
+    source=ProjectFile("maskrcnn-vgg19-camvid.safetensors"),
+    sha256=MASKRCNN_SHA256,
+    state_loader="core.instances.maskrcnn:load_maskrcnn_vgg19_state",
+    # The frozen ImageNet encoder is not shipped: it is the vgg19-caffe file, resolved like any weights.
+    extra_files=((_VGG19, "73c9735f3ab143e818648f3a0cba7675a3810fea50757d0186873766d90cfda8"),),
+    license="MIT (project code; heads trained on CamVid); encoder VGG-19, CC BY 4.0",
+    description="Mask R-CNN (torchvision's, one stride-8 level) for CamVid's cars, pedestrians and bicyclists on the "
+                "frozen ImageNet VGG-19 up to relu4_4; RPN, box and mask heads trained by the project, fp16.",
+    metrics=MASKRCNN_METRICS,
+    card="maskrcnn-vgg19-camvid.md" if MASKRCNN_SHA256 else None,  # `release` writes the card with the weights
+    # The detector's own transform normalises (Caffe mean, 0-255, BGR inside the backbone).
+    input_size=(360, 480),
+    class_names=INSTANCE_CLASSES,
+))
