@@ -92,3 +92,24 @@ def load_model_announced(name: str):
     if not weights.is_loaded(name):
         gr.Info(f"Loading model '{name}' (first use; later requests are faster)…")
     return weights.load(name)
+
+
+def bundled_example(name: str) -> str:
+    """Path of scikit-image's bundled picture ``name`` as an RGB PNG, written once to a temp folder.
+
+    The app's examples must be redistributable: these are, the shared CamVid frames and photos are not.
+    ``stereo_motorcycle`` is the left view of scikit-image's stereo pair.
+    """
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    path = Path(tempfile.gettempdir()) / "cvhub-examples" / f"{name}.png"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        picture = getattr(data, name)()
+        picture = picture[0] if isinstance(picture, tuple) else picture
+        Image.fromarray(np.asarray(picture)).convert("RGB").save(path)
+    return str(path)

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import functools
 import html
-import tempfile
-from pathlib import Path
 
 import gradio as gr
-import numpy as np
 import torch
 
 import weights
@@ -22,7 +19,7 @@ from core.runtime import pick_device, settings
 from core.segmentation.overlay import class_shares, overlay
 from core.segmentation.predict import segment_as_recorded, working_scale
 from core.segmentation.speed import ms_per_frame, parameter_count
-from spaces.common import UploadImage, load_model_announced, read_image, user_errors
+from spaces.common import UploadImage, bundled_example, load_model_announced, read_image, user_errors
 
 TITLE = "Segmentation"
 SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet trained by the project, colour overlay, legend, "
@@ -162,20 +159,8 @@ def compare(image, names, opacity):
 
 
 def example_images() -> list[str]:
-    """Redistributable examples: scikit-image's bundled photos, written once to a temp folder."""
-    from skimage import data
-
-    folder = Path(tempfile.gettempdir()) / "cvhub-segmentation-examples"
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for name in ("rocket", "astronaut", "coffee"):
-        path = folder / f"{name}.png"
-        if not path.exists():
-            from PIL import Image
-
-            Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(path)
-        paths.append(str(path))
-    return paths
+    """Redistributable examples: scikit-image's bundled photos."""
+    return [bundled_example(name) for name in ("rocket", "astronaut", "coffee")]
 
 
 def build() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -19,7 +17,7 @@ from core.style.costs import STYLE_NORMALIZATIONS
 from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, LAYER_NAMES
 from core.style.heatmaps import gram_pair
 from core.style.transfer import INITS, OPTIMIZERS, TransferConfig, as_batch, resize_longest, transfer
-from spaces.common import UploadImage, read_image, user_errors
+from spaces.common import UploadImage, bundled_example, read_image, user_errors
 
 TITLE = "Style transfer"
 SUMMARY = (
@@ -104,24 +102,9 @@ def gram_views(grams: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> list[tupl
 
 
 def example_images() -> list[list]:
-    """Redistributable examples from scikit-image's bundled pictures, written once to a temp folder."""
-    from PIL import Image
-    from skimage import data
-
-    folder = Path(tempfile.gettempdir()) / "cvhub-style-examples"
-    folder.mkdir(exist_ok=True)
-
-    def save(name: str) -> str:
-        path = folder / f"{name}.png"
-        if not path.exists():
-            Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(path)
-        return str(path)
-
-    return [
-        [save("astronaut"), save("immunohistochemistry")],
-        [save("chelsea"), save("hubble_deep_field")],
-        [save("coffee"), save("colorwheel")],
-    ]
+    """Redistributable content/style pairs from scikit-image's bundled pictures."""
+    pairs = (("astronaut", "immunohistochemistry"), ("chelsea", "hubble_deep_field"), ("coffee", "colorwheel"))
+    return [[bundled_example(c), bundled_example(s)] for c, s in pairs]
 
 
 @user_errors

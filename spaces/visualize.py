@@ -4,7 +4,6 @@ and an image optimised to excite a unit, for any registered conv net and any of 
 from __future__ import annotations
 
 import gradio as gr
-import torch
 
 from core.errors import UserError
 from core.images import to_pil, to_tensor

@@ -14,7 +14,7 @@ from core.visualize.filters import filter_grid, normalize_per_filter, tile
 from core.visualize.layers import first_conv, generic_layers, layer_catalog, layer_output, layer_outputs
 from core.visualize.maximize import COLOR_CORRELATION, ImageParam, Regularisers, maximize, spectrum_scale
 from core.visualize.receptive_field import ReceptiveField, receptive_fields
-from core.visualize.top_patches import PatchIndex, TopUnits, scan, update_top
+from core.visualize.top_patches import PatchIndex, scan, update_top
 
 
 def small_net() -> nn.Sequential:

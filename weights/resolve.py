@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from core.errors import MissingWeights, WeightsMismatch
-from weights.registry import ExternalFile, HubFile, ModelRecord, PackageFile, ProjectFile, Source
+from weights.registry import ExternalFile, HubFile, ModelRecord, PackageFile, Source
 
 PROJECT_WEIGHTS = Path(__file__).resolve().parent
 

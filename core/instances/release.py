@@ -112,8 +112,16 @@ def release(checkpoint, data, *, threads: int = 2, limit: int | None = None, wei
         run["epochs_run"] = ckpt["epoch"] + 1
     log = Path(checkpoint).with_name("log.jsonl")
     if log.exists():
-        elapsed = [json.loads(line).get("elapsed_s", 0) for line in log.read_text().splitlines()]
-        run["minutes"] = max(elapsed, default=0) / 60
+        # Each (resumed) run counts its own elapsed time from zero: add up the runs.
+        total, previous = 0.0, 0.0
+        for line in log.read_text().splitlines():
+            elapsed = json.loads(line).get("elapsed_s")
+            if elapsed is None:
+                continue
+            if elapsed < previous:
+                total += previous
+            previous = elapsed
+        run["minutes"] = (total + previous) / 60
     metrics = {"dataset": f"CamVid val ({len(val)} frames), instances = connected components",
                "mask_AP": result["segm"]["AP"], "mask_AP50": result["segm"]["AP50"],
                "box_AP": result["bbox"]["AP"], "box_AP50": result["bbox"]["AP50"],
