@@ -9,11 +9,12 @@ import time
 
 import gradio as gr
 import torch
+from torchvision.transforms.functional import to_pil_image
 
 import weights
 from core import runtime
 from core.errors import UserError
-from core.images import to_pil, to_tensor
+from core.images import to_tensor
 from core.instances import roi, roi_figure
 from core.instances.predict import detect, draw
 from core.runtime import settings
@@ -66,13 +67,13 @@ def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool
             for i in instances:
                 counts[i.label] = counts.get(i.label, 0) + 1
             what = ", ".join(f"{n} {label}" for label, n in counts.items())
-            head = f"**{len(instances)} instances** with score ≥ {score:.2f}: {what}."
+            head = f"**{len(instances)} instance{'s' if len(instances) > 1 else ''}** with score ≥ {score:.2f}: {what}."
         else:
             head = (f"**No {', '.join(record.class_names)} found** with score ≥ {score:.2f}; this model knows only "
                     f"these CamVid classes. Try a street scene or a lower score threshold.")
         if len(instances) >= cap:
             head += f" The model keeps at most {cap} detections per image: only the {cap} best are shown."
-        results.append((to_pil(picture), rows, (
+        results.append((to_pil_image(picture), rows, (
             f"{head}\n\n{ms:.0f} ms per image for this {w}x{h} photo on {device.type}"
             f"{f' (batch of {len(images)})' if len(images) > 1 else ''}; the lecture quotes Mask R-CNN at about "
             f"5 frames per second ({LECTURE_MS} ms per image on a 2017 GPU). Model: `{name}`, mask AP50 "
@@ -226,7 +227,10 @@ def build() -> None:
     gr.Markdown(
         "**Mask R-CNN** answers not just which pixels are \"car\" but *which* car: for every object a box, a class, "
         "a score and its own mask. A region proposal network suggests boxes on the feature map, RoI Align cuts a "
-        "fixed grid of features out for each, and two heads predict the class and box, and a 28x28 mask."
+        "fixed grid of features out for each, and two heads predict the class and box, and a 28x28 mask. "
+        "The model here was trained by the project on CamVid's road scenes (cars, pedestrians, bicyclists): upload a "
+        "street photo. The examples are scikit-image's pictures, the only ones the app may redistribute, and show "
+        "what a model trained on one city's streets makes of other scenes."
     )
     models = instance_models()
     with gr.Row():

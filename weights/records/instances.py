@@ -9,8 +9,16 @@ from weights.records.segmentation import _VGG19
 from weights.registry import ModelRecord, ProjectFile, register
 
 # RELEASE maskrcnn-vgg19-camvid BEGIN
-MASKRCNN_SHA256 = None
-MASKRCNN_METRICS = {}
+MASKRCNN_SHA256 = '8f3963b76fe1340a5d5c456f17edd02e6490e06f8669ec203db488318d2b10fa'
+MASKRCNN_METRICS = {'dataset': 'CamVid val (101 frames), instances = connected components',
+ 'mask_AP': 0.3043,
+ 'mask_AP50': 0.632,
+ 'box_AP': 0.3367,
+ 'box_AP50': 0.6552,
+ 'per_class': {'car': {'box_AP50': 0.5785, 'mask_AP': 0.3553, 'mask_AP50': 0.619},
+               'pedestrian': {'box_AP50': 0.5343, 'mask_AP': 0.1533, 'mask_AP50': 0.4485},
+               'bicyclist': {'box_AP50': 0.8526, 'mask_AP': 0.4043, 'mask_AP50': 0.8284}},
+ 'epochs': 20}
 # RELEASE maskrcnn-vgg19-camvid END
 
 register(ModelRecord(
