@@ -53,6 +53,36 @@ def read_image(upload, *, what: str = "image", max_side: int = DEFAULT_MAX_SIDE)
     return loaded
 
 
+def grouped_batch(images: list, key, run_group, *, what: str, max_side: int, failed) -> list[list]:
+    """The plumbing of a batched handler (``batch=True``): read every upload, group the requests that can
+    share one forward pass, run each group once; a bad upload or a failing group fails only its own requests.
+
+    ``key(k, image)`` groups request k; ``run_group(key, members, images)`` returns one output tuple per
+    member; ``failed(error)`` is the output tuple of a failed request. Returns the outputs column by column,
+    as Gradio's batched handlers do. A single failed request raises its error (one sentence in the UI).
+    """
+    results: list = [None] * len(images)
+    groups: dict = {}
+    loaded = {}
+    for k, upload in enumerate(images):
+        try:
+            loaded[k] = read_image(upload, what=what, max_side=max_side).image
+            groups.setdefault(key(k, loaded[k]), []).append(k)
+        except UserError as exc:
+            results[k] = exc
+    for group, members in groups.items():
+        try:
+            outs = run_group(group, members, [loaded[k] for k in members])
+        except UserError as exc:
+            outs = [exc] * len(members)
+        for k, out in zip(members, outs):
+            results[k] = out
+    if len(images) == 1 and isinstance(results[0], UserError):
+        raise results[0]
+    results = [failed(r) if isinstance(r, UserError) else r for r in results]
+    return [list(column) for column in zip(*results)]
+
+
 def _as_gradio_error(exc: Exception) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc

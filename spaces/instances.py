@@ -18,7 +18,8 @@ from core.images import to_tensor
 from core.instances import roi, roi_figure
 from core.instances.predict import detect, draw
 from core.runtime import settings
-from spaces.common import UploadImage, bundled_example, load_model_announced, read_image, user_errors
+from spaces.common import (UploadImage, bundled_example, grouped_batch, load_model_announced, read_image,
+                           user_errors)
 
 TITLE = "Instances"
 SUMMARY = (
@@ -89,27 +90,12 @@ def _car_ap50(record) -> str:
 @user_errors
 def detect_batch(images: list, names: list, scores: list, boxes: list, masks: list):
     """Batched handler: requests for one model share a forward pass; a bad upload fails only its own request."""
-    results: list = [None] * len(images)
-    groups: dict[str, list[int]] = {}
-    loaded = {}
-    for k, (image, name) in enumerate(zip(images, names)):
-        try:
-            loaded[k] = read_image(image, what="photo", max_side=DETECT_MAX_SIDE).image
-            groups.setdefault(name, []).append(k)
-        except UserError as exc:
-            results[k] = exc
-    for name, members in groups.items():
-        try:
-            outs = _detect_group(name, [loaded[k] for k in members], [float(scores[k]) for k in members],
-                                 [bool(boxes[k]) for k in members], [bool(masks[k]) for k in members])
-        except UserError as exc:
-            outs = [exc] * len(members)
-        for k, out in zip(members, outs):
-            results[k] = out
-    if len(images) == 1 and isinstance(results[0], UserError):
-        raise results[0]
-    results = [(None, [], f"⚠ {r}") if isinstance(r, UserError) else r for r in results]
-    return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
+    return grouped_batch(
+        images, lambda k, _: names[k],
+        lambda name, members, loaded: _detect_group(
+            name, loaded, [float(scores[k]) for k in members], [bool(boxes[k]) for k in members],
+            [bool(masks[k]) for k in members]),
+        what="photo", max_side=DETECT_MAX_SIDE, failed=lambda error: (None, [], f"⚠ {error}"))
 
 
 def example_images() -> list[str]:

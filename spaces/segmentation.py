@@ -19,7 +19,8 @@ from core.runtime import pick_device, settings
 from core.segmentation.overlay import class_shares, overlay
 from core.segmentation.predict import segment_as_recorded, working_scale
 from core.segmentation.speed import ms_per_frame, parameter_count
-from spaces.common import UploadImage, bundled_example, load_model_announced, read_image, user_errors
+from spaces.common import (UploadImage, bundled_example, grouped_batch, load_model_announced, read_image,
+                           user_errors)
 
 TITLE = "Segmentation"
 SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet trained by the project, colour overlay, legend, "
@@ -110,27 +111,11 @@ def segment_batch(images: list, names: list, opacities: list):
 
     Requests for the same model and image size share one forward pass; a bad upload fails only its own request.
     """
-    results: list = [None] * len(images)
-    groups: dict[tuple, list[int]] = {}
-    tensors = {}
-    for i, (image, name) in enumerate(zip(images, names)):
-        try:
-            tensors[i] = _as_tensor(read_image(image, what="image", max_side=MAX_SIDE).image)
-            groups.setdefault((name, *tensors[i].shape[-2:]), []).append(i)
-        except UserError as exc:
-            results[i] = exc
-    for (name, _, _), members in groups.items():
-        try:
-            outs = _segment_group(name, torch.cat([tensors[i] for i in members]),
-                                  [float(opacities[i]) for i in members])
-        except UserError as exc:
-            outs = [exc] * len(members)
-        for i, out in zip(members, outs):
-            results[i] = out
-    if len(images) == 1 and isinstance(results[0], UserError):
-        raise results[0]
-    results = [(None, "", f"⚠ {r}") if isinstance(r, UserError) else r for r in results]
-    return [r[0] for r in results], [r[1] for r in results], [r[2] for r in results]
+    return grouped_batch(
+        images, lambda k, image: (names[k], image.size),
+        lambda group, members, loaded: _segment_group(
+            group[0], torch.cat([_as_tensor(image) for image in loaded]), [float(opacities[k]) for k in members]),
+        what="image", max_side=MAX_SIDE, failed=lambda error: (None, "", f"⚠ {error}"))
 
 
 @user_errors
