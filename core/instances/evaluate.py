@@ -85,11 +85,6 @@ def _per_class(ev: COCOeval, class_names) -> dict:
     return {"AP": round(float(ev.stats[0]), 4), "AP50": round(float(ev.stats[1]), 4), "per_class": per_class}
 
 
-def empty_prediction(h: int, w: int) -> dict:
-    return {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
-            "masks": torch.zeros(0, h, w, dtype=torch.bool)}
-
-
 @torch.inference_mode()
 def evaluate_model(model, class_names, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 4) -> dict:
     """uint8 Nx3xHxW frames + NxHxW CamVid label maps -> :func:`coco_ap` of the model's detections.
