@@ -30,7 +30,8 @@ def _xywh(box) -> list[float]:
 
 def coco_ap(predictions: list[dict], targets: list[dict], class_names: tuple[str, ...]) -> dict:
     """Per-image predictions (boxes, labels, scores, masks: NxHxW bool or Nx1xHxW probabilities)
-    and targets (boxes, labels, masks NxHxW) -> {"bbox"|"segm": {"AP", "AP50", "per_class": {name: {"AP", "AP50"}}}}.
+    and targets (boxes, labels, masks NxHxW) -> {"bbox"|"segm": {"AP", "AP50", "per_class": {name: {"AP", "AP50"}}},
+    "instances": {name: ground-truth count}}.
 
     Labels are 1-based indices into ``class_names`` (0 is background).
     """
@@ -49,7 +50,7 @@ def coco_ap(predictions: list[dict], targets: list[dict], class_names: tuple[str
             dt_anns.append({"id": len(dt_anns) + 1, "image_id": image_id, "category_id": int(label),
                             "score": float(score), "bbox": _xywh(box), "segmentation": _rle(mask.numpy())})
     categories = [{"id": i, "name": n} for i, n in enumerate(class_names, start=1)]
-    results = {}
+    results = {"instances": {n: sum(a["category_id"] == i for a in gt_anns) for i, n in enumerate(class_names, start=1)}}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO()
         gt.dataset = {"images": images, "annotations": gt_anns, "categories": categories}
@@ -102,17 +103,20 @@ def evaluate_model(model, class_names, images: torch.Tensor, labels: torch.Tenso
     return coco_ap(predictions, [instances_from_labels(y) for y in labels], class_names)
 
 
+def percent(value: float | None) -> str:
+    """An AP as a percentage with one decimal; "-" for a class without ground truth."""
+    return "-" if value is None or value < 0 else f"{100 * value:.1f}"
+
+
 def table(result: dict) -> str:
     """The JSON result as a text table: one row per class, box and mask AP / AP50 in %."""
-    def pct(v):
-        return "  -  " if v is None else f"{100 * v:5.1f}"
-
     lines = [f"{'class':<12} {'box AP':>7} {'box AP50':>9} {'mask AP':>8} {'mask AP50':>10}"]
     for name, box in result["bbox"]["per_class"].items():
         mask = result["segm"]["per_class"][name]
-        lines.append(f"{name:<12} {pct(box['AP']):>7} {pct(box['AP50']):>9} {pct(mask['AP']):>8} {pct(mask['AP50']):>10}")
-    lines.append(f"{'all':<12} {pct(result['bbox']['AP']):>7} {pct(result['bbox']['AP50']):>9} "
-                 f"{pct(result['segm']['AP']):>8} {pct(result['segm']['AP50']):>10}")
+        lines.append(f"{name:<12} {percent(box['AP']):>7} {percent(box['AP50']):>9} "
+                     f"{percent(mask['AP']):>8} {percent(mask['AP50']):>10}")
+    lines.append(f"{'all':<12} {percent(result['bbox']['AP']):>7} {percent(result['bbox']['AP50']):>9} "
+                 f"{percent(result['segm']['AP']):>8} {percent(result['segm']['AP50']):>10}")
     return "\n".join(lines)
 
 

@@ -100,16 +100,22 @@ def trained_state(model: MaskRCNN) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.encoder.")}
 
 
-def load_maskrcnn_vgg19_state(path) -> dict[str, torch.Tensor]:
-    """Shipped heads (fp16 file) + the ImageNet VGG-19 convs up to relu4_4, resolved like any weights."""
+def vgg19_encoder_state() -> dict[str, torch.Tensor]:
+    """The ImageNet VGG-19 convs up to relu4_4 (``FrozenVGG19Stride8.encoder``'s keys), resolved like any weights."""
     from weights.registry import get_record, load_safetensors
     from weights.resolve import resolve
 
     from core.backbones.vgg import VGG19_LAYERS
 
-    state = load_safetensors(path)
     last = VGG19_LAYERS["relu4_4"]
-    for key, value in load_safetensors(resolve(get_record("vgg19-caffe"))).items():
-        if int(key.split(".")[0]) <= last:
-            state[f"backbone.encoder.{key}"] = value
+    vgg = load_safetensors(resolve(get_record("vgg19-caffe")))
+    return {k: v for k, v in vgg.items() if int(k.split(".")[0]) <= last}
+
+
+def load_maskrcnn_vgg19_state(path) -> dict[str, torch.Tensor]:
+    """Shipped heads (fp16 file) + the ImageNet VGG-19 encoder."""
+    from weights.registry import load_safetensors
+
+    state = load_safetensors(path)
+    state.update({f"backbone.encoder.{k}": v for k, v in vgg19_encoder_state().items()})
     return state

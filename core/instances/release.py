@@ -15,14 +15,11 @@ from pathlib import Path
 
 import torch
 
+from core.instances.evaluate import percent
 from core.segmentation.export import REPO, export_fp16, pin_record
 
 NAME = "maskrcnn-vgg19-camvid"
 RECORDS_FILE = REPO / "weights" / "records" / "instances.py"
-
-
-def _pct(value) -> str:
-    return "-" if value is None or value < 0 else f"{100 * value:.1f}"
 
 
 def model_card(record, result: dict, info: dict, run: dict) -> str:
@@ -30,10 +27,10 @@ def model_card(record, result: dict, info: dict, run: dict) -> str:
     rows = []
     for name in record.class_names:
         box, mask = result["bbox"]["per_class"][name], result["segm"]["per_class"][name]
-        rows.append(f"| {name} | {run['gt_counts'][name]} | {_pct(box['AP'])} | {_pct(box['AP50'])} | "
-                    f"{_pct(mask['AP'])} | {_pct(mask['AP50'])} |")
-    rows.append(f"| all | {sum(run['gt_counts'].values())} | {_pct(result['bbox']['AP'])} | "
-                f"{_pct(result['bbox']['AP50'])} | {_pct(result['segm']['AP'])} | {_pct(result['segm']['AP50'])} |")
+        rows.append(f"| {name} | {result['instances'][name]} | {percent(box['AP'])} | {percent(box['AP50'])} | "
+                    f"{percent(mask['AP'])} | {percent(mask['AP50'])} |")
+    rows.append(f"| all | {sum(result['instances'].values())} | {percent(result['bbox']['AP'])} | "
+                f"{percent(result['bbox']['AP50'])} | {percent(result['segm']['AP'])} | {percent(result['segm']['AP50'])} |")
     command = (f"python -m core.instances train --data {args.get('data')} --weights-dir {args.get('weights_dir')} "
                f"--out {args.get('out')} --epochs {args.get('epochs')} --batch-size {args.get('batch_size')} "
                f"--lr {args.get('lr'):g} --threads {args.get('threads')}")
@@ -83,7 +80,6 @@ def release(checkpoint, data, *, threads: int = 2, limit: int | None = None, wei
             encoder_weights_dir=None) -> dict:
     import weights
     from core.instances.evaluate import evaluate_model
-    from core.instances.camvid import instances_from_labels
     from core.runtime import configure
     from core.segmentation.data import load_camvid
     from weights.registry import import_object
@@ -101,11 +97,7 @@ def release(checkpoint, data, *, threads: int = 2, limit: int | None = None, wei
     val = load_camvid(data, "val", limit=limit)
     t0 = time.time()
     result = {"frames": len(val), **evaluate_model(model, record.class_names, val.images, val.labels)}
-    counts = {n: 0 for n in record.class_names}
-    for y in val.labels:
-        for label in instances_from_labels(y)["labels"].tolist():
-            counts[record.class_names[label - 1]] += 1
-    run = {"data": str(data), "gt_counts": counts, "eval_s": round(time.time() - t0, 1)}
+    run = {"data": str(data), "eval_s": round(time.time() - t0, 1)}
     last = Path(checkpoint).with_name("last.pt")
     if last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=True)

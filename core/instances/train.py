@@ -23,7 +23,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from core.instances.camvid import INSTANCE_CLASSES, instances_from_labels
 from core.instances.evaluate import coco_ap
-from core.instances.maskrcnn import maskrcnn_vgg19_camvid, trained_state
+from core.instances.maskrcnn import maskrcnn_vgg19_camvid, trained_state, vgg19_encoder_state
 
 
 @torch.no_grad()
@@ -88,10 +88,6 @@ def selection_score(ap: dict) -> float:
 
 def train(args) -> dict:
     from core.runtime import configure
-    from weights.registry import get_record, load_safetensors
-    from weights.resolve import resolve
-
-    from core.backbones.vgg import VGG19_LAYERS
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -107,8 +103,7 @@ def train(args) -> dict:
         log_file.flush()
 
     model = maskrcnn_vgg19_camvid()
-    vgg = load_safetensors(resolve(get_record("vgg19-caffe")))
-    model.backbone.encoder.load_state_dict({k: v for k, v in vgg.items() if int(k.split(".")[0]) <= VGG19_LAYERS["relu4_4"]})
+    model.backbone.encoder.load_state_dict(vgg19_encoder_state())
 
     cache_path = out / "features.pt"
     cache = torch.load(cache_path, weights_only=True) if cache_path.exists() else {}

@@ -18,12 +18,19 @@ _CAFFE = dict(
     metrics={"dataset": "ImageNet val (published)", "top-5 error": 0.071},
 )
 
+#: (file, sha256) of the fp16 VGG-19: this record's weights, and the frozen encoder that the project's
+#: FCN-8s and Mask R-CNN records name in their ``extra_files``.
+VGG19_CAFFE_FP16 = (
+    ExternalFile("vgg19_features_fp16.safetensors", subdir="vgg19-caffe",
+                 how_to_get=_HOW.format(f="vgg19_features_fp16.safetensors")),
+    "73c9735f3ab143e818648f3a0cba7675a3810fea50757d0186873766d90cfda8",
+)
+
 register(ModelRecord(
     name="vgg19-caffe",
     description="ImageNet VGG-19 conv layers, the original Caffe weights (Simonyan & Zisserman), stored fp16.",
-    source=ExternalFile("vgg19_features_fp16.safetensors", subdir="vgg19-caffe",
-                        how_to_get=_HOW.format(f="vgg19_features_fp16.safetensors")),
-    sha256="73c9735f3ab143e818648f3a0cba7675a3810fea50757d0186873766d90cfda8",
+    source=VGG19_CAFFE_FP16[0],
+    sha256=VGG19_CAFFE_FP16[1],
     **_CAFFE,
 ))
 

@@ -5,7 +5,7 @@ The block between RELEASE markers is written by ``python -m core.instances relea
 """
 
 from core.instances.camvid import INSTANCE_CLASSES
-from weights.records.segmentation import _VGG19
+from weights.records.backbones import VGG19_CAFFE_FP16
 from weights.registry import ModelRecord, ProjectFile, register
 
 # RELEASE maskrcnn-vgg19-camvid BEGIN
@@ -29,7 +29,7 @@ register(ModelRecord(
     sha256=MASKRCNN_SHA256,
     state_loader="core.instances.maskrcnn:load_maskrcnn_vgg19_state",
     # The frozen ImageNet encoder is not shipped: it is the vgg19-caffe file, resolved like any weights.
-    extra_files=((_VGG19, "73c9735f3ab143e818648f3a0cba7675a3810fea50757d0186873766d90cfda8"),),
+    extra_files=(VGG19_CAFFE_FP16,),
     license="MIT (project code; heads trained on CamVid); encoder VGG-19, CC BY 4.0",
     description="Mask R-CNN (torchvision's, one stride-8 level) for CamVid's cars, pedestrians and bicyclists on the "
                 "frozen ImageNet VGG-19 up to relu4_4; RPN, box and mask heads trained by the project, fp16.",

@@ -6,7 +6,8 @@ edit the rest by hand.
 """
 
 from core.segmentation.classes import CAMVID_CLASSES, CAMVID_COLORS
-from weights.registry import ExternalFile, ModelRecord, ProjectFile, register
+from weights.records.backbones import VGG19_CAFFE_FP16
+from weights.registry import ModelRecord, ProjectFile, register
 
 _CAMVID = dict(
     task="segmentation",
@@ -99,9 +100,6 @@ FCN8S_METRICS = {'dataset': 'CamVid val (101 frames)',
  'epochs': 34}
 # RELEASE fcn8s-vgg19-camvid END
 
-_VGG19 = ExternalFile("vgg19_features_fp16.safetensors", subdir="vgg19-caffe",
-                      how_to_get="put vgg19-caffe/vgg19_features_fp16.safetensors in the folder given by --weights-dir "
-                                 "(see weights/cards/vgg19-caffe.md)")
 register(ModelRecord(
     name="fcn8s-vgg19-camvid",
     builder="core.segmentation.fcn:fcn8s_vgg19_frozen",
@@ -109,7 +107,7 @@ register(ModelRecord(
     sha256=FCN8S_SHA256,
     state_loader="core.segmentation.fcn:load_fcn8s_vgg19_state",
     # The frozen ImageNet encoder is not shipped: it is the vgg19-caffe file, resolved like any weights.
-    extra_files=((_VGG19, "73c9735f3ab143e818648f3a0cba7675a3810fea50757d0186873766d90cfda8"),),
+    extra_files=(VGG19_CAFFE_FP16,),
     license="MIT (project code; head trained on CamVid); encoder VGG-19, CC BY 4.0",
     description="FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
                 "only the head is shipped (fp16), trained on CamVid by `python -m core.segmentation train-frozen`.",
