@@ -175,7 +175,7 @@ def build() -> None:
 
     with gr.Accordion("Compare models: the lecture's ENet-vs-SegNet table, live on this host", open=False):
         all_models = segmentation_models()
-        lecture_pair = [n for n in ("enet-camvid", "segnet-camvid") if n in all_models]
+        lecture_pair = [n for n in ("enet-camvid", "segnet-vgg19-camvid") if n in all_models]
         chosen = gr.CheckboxGroup(all_models, value=lecture_pair,
                                   label="Models (untrained architectures are timed with random weights)")
         compare_btn = gr.Button("Compare")

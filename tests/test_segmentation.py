@@ -1,6 +1,7 @@
 """Semantic segmentation core: metrics and class weights by hand, padding, the four networks' shapes and mechanisms,
 CamVid loading/augmentation, and a resumable training run on two frames."""
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -183,7 +184,8 @@ def test_unet_concatenates_skips_on_a_timm_encoder():
 
 def test_unet_vgg_encoder_loads_vgg19_weights():
     from core.backbones.vgg import vgg19_features
-    from core.segmentation.unet import unet_vgg, vgg19_to_timm
+    from core.segmentation.frozen_vgg19 import vgg19_to_timm
+    from core.segmentation.unet import unet_vgg
 
     model = unet_vgg(11)
     missing, unexpected = model.encoder.load_state_dict(vgg19_to_timm(vgg19_features().state_dict()), strict=False)
@@ -235,41 +237,86 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
     assert len(lines) == 2
 
 
-def test_fcn8s_on_frozen_vgg19_taps_pools_and_loads_head_plus_encoder(shared_weights, tmp_path):
+def test_frozen_vgg19_taps_are_the_relus_that_vgg_max_pools():
+    from core.backbones.vgg import VGG19_LAYERS, vgg19_features
+    from core.segmentation.frozen_vgg19 import vgg19_taps, vgg19_to_timm
+
+    vgg = vgg19_features().eval()
+    taps = vgg19_taps().eval()
+    taps.load_state_dict(vgg19_to_timm(vgg.state_dict()))
+    x = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        got = taps(x)
+        want, h = [], x
+        for i, layer in enumerate(vgg):
+            h = layer(h)
+            if i in {VGG19_LAYERS[n] for n in ("relu1_2", "relu2_2", "relu3_4", "relu4_4", "relu5_4")}:
+                want.append(h)
+    assert [tuple(t.shape) for t in got] == [(1, 64, 32, 64), (1, 128, 16, 32), (1, 256, 8, 16), (1, 512, 4, 8),
+                                             (1, 512, 2, 4)]
+    assert all(torch.allclose(g, w, atol=1e-5) for g, w in zip(got, want))
+
+
+def test_segnet_on_vgg19_taps_unpools_with_the_indices_of_vggs_own_pools(monkeypatch):
+    from core.segmentation.segnet import SegNetVGG19
+
+    model = SegNetVGG19(11).eval()
+    produced, consumed = _record_pool_and_unpool(monkeypatch)
+    with torch.no_grad():
+        taps = model.encoder(torch.randn(1, 3, 64, 96))
+        assert model.decode(taps).shape == (1, 11, 64, 96)
+    # The decoder pools each relu tap as VGG does (timm's encoder stops before the pools) and unpools in mirror order.
+    assert len(produced) == 5 and all(c is p for c, p in zip(consumed, reversed(produced)))
+
+
+@pytest.mark.parametrize("name", ["fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid"])
+def test_frozen_vgg19_models_train_only_their_decoder_and_load_it_plus_the_encoder(name, shared_weights, tmp_path):
     from safetensors.torch import save_file
 
-    from core.segmentation.fcn import FCN8sVGG19, load_fcn8s_vgg19_state
+    from core.runtime import configure
+    from core.segmentation.frozen_vgg19 import load_frozen_vgg19_state
+    from core.segmentation.train_frozen import decoder_state
+    from weights.registry import get_record, import_object
 
-    model = FCN8sVGG19(11).eval()
-    assert not any(p.requires_grad for p in model.encoder.parameters())  # frozen: only the head trains
-    assert all(p.requires_grad for p in model.head.parameters())
+    configure(weights_dir=shared_weights)
+    record = get_record(name)
+    model = import_object(record.builder)().eval()
+    assert not any(p.requires_grad for p in model.encoder.parameters())  # frozen: only the decoder trains
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
     with torch.no_grad():
-        pools = model.pools(torch.randn(1, 3, 64, 96))
-        assert [tuple(p.shape) for p in pools] == [(1, 256, 8, 12), (1, 512, 4, 6), (1, 512, 2, 3)]
-        assert model(torch.randn(1, 3, 64, 96)).shape == (1, 11, 64, 96)
-    # The shipped file holds only the head; the loader adds the VGG-19 encoder from vgg19-caffe.
-    head = {f"head.{k}": v.half() for k, v in model.head.state_dict().items()}
-    save_file(head, str(tmp_path / "head.safetensors"))
-    state = load_fcn8s_vgg19_state(tmp_path / "head.safetensors")
+        assert run_padded(model, torch.randn(1, 3, 50, 70)).shape == (1, 11, 50, 70)
+    # The shipped file holds only the decoder; the loader adds the VGG-19 encoder from vgg19-caffe.
+    shipped = {k: v.half() for k, v in decoder_state(model).items()}
+    assert shipped and not any(k.startswith("encoder.") for k in shipped)
+    save_file(shipped, str(tmp_path / "decoder.safetensors"))
+    state = load_frozen_vgg19_state(tmp_path / "decoder.safetensors")
     assert set(state) == set(model.state_dict())
-    random_conv = model.encoder[0].weight.clone()
+    random_conv = model.encoder.features_0.weight.clone()
     model.load_state_dict(state, strict=True)
-    assert not torch.equal(model.encoder[0].weight, random_conv)  # ImageNet weights, not the random init
-    assert torch.equal(model.head.score_fr.weight, head["head.score_fr.weight"].float())
+    assert not torch.equal(model.encoder.features_0.weight, random_conv)  # ImageNet weights, not the random init
+    key = next(k for k in shipped if k.endswith("weight") and shipped[k].dim() == 4)
+    assert torch.equal(model.state_dict()[key], shipped[key].float())
 
 
-def test_frozen_training_caches_features_once_and_saves_only_the_head(shared, shared_weights, tmp_path):
+@pytest.mark.parametrize("model", ["segnet-vgg19", "unet-vgg19"])
+def test_frozen_training_caches_taps_once_saves_only_the_decoder_and_resumes(model, shared, shared_weights, tmp_path):
     from core.segmentation.train_frozen import train_frozen
 
     args = SimpleNamespace(
-        name="fcn8s-vgg19-camvid", data=str(shared / "data/camvid"), weights_dir=str(shared_weights), out=str(tmp_path),
-        size=(64, 96), epochs=2, batch_size=2, lr=1e-4, weight_decay=0.0, threads=1, device="cpu", time_limit=None,
-        limit=2, seed=0,
+        model=model, data=str(shared / "data/camvid"), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
+        cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=True,
+        threads=1, device="cpu", resume=True, time_limit=None, limit=2, seed=0,
     )
     train_frozen(args)
-    cache = torch.load(tmp_path / "features.pt", weights_only=True)
-    assert [tuple(p.shape) for p in cache["train"]["pools"]] == [(2, 256, 8, 12), (2, 512, 4, 6), (2, 512, 2, 3)]
-    assert cache["train"]["pools"][0].dtype == torch.float16
-    best = torch.load(tmp_path / "best.pt", weights_only=True)
-    assert best["model"] and all(k.startswith("head.") for k in best["model"])  # the frozen encoder is not saved
-    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
+    cache = torch.load(tmp_path / "cache" / "train-64x96-limit2.pt", weights_only=True)
+    assert [tuple(t.shape) for t in cache["taps"]] == [(2, 64, 64, 96), (2, 128, 32, 48), (2, 256, 16, 24),
+                                                       (2, 512, 8, 12), (2, 512, 4, 6)]
+    assert cache["taps"][0].dtype == torch.float16 and cache["labels"].shape == (2, 64, 96)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["model"] and not any(k.startswith("encoder.") for k in best["model"])  # the encoder is not saved
+    args.epochs = 2
+    cache_time = (tmp_path / "cache" / "train-64x96-limit2.pt").stat().st_mtime
+    train_frozen(args)  # resumes at epoch 1 and reuses the cache
+    assert (tmp_path / "cache" / "train-64x96-limit2.pt").stat().st_mtime == cache_time
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1]

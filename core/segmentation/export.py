@@ -52,6 +52,15 @@ def training_command(args: dict) -> str:
     return " ".join(parts) + " --resume"
 
 
+# The three networks on the frozen VGG-19 (train_frozen.py) share how they were initialised and trained.
+_FROZEN_INIT = ("encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **frozen** and not shipped (the record "
+                "names it as an extra file); {part}.")
+_FROZEN_TRAINING = ("the frozen encoder ran once per frame (its relu taps cached in fp16), then only the {part} was "
+                    "trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {{lr:g}} with polynomial "
+                    "decay over the time budget, weight decay {{weight_decay:g}}, batch {{batch_size}}, {{precision}}, no "
+                    "image augmentation (fixed features), on {{threads}} CPU thread(s) (no GPU was lent to this session).")
+_FROZEN_RESOLUTION = "frames resized to {crop_w}x{crop_h} (2/3 of 480x360), padded to 256x320 for the stride-32 encoder"
+
 #: What the card says about each released model's architecture, initialisation and training.
 CARD_TEXT = {
     "enet": {
@@ -68,23 +77,47 @@ CARD_TEXT = {
         "architecture": "FCN-8s (Long et al.): class scores from pool5 (through a 3x3 conv to 256 channels and a 1x1, "
                         "DeepLab-LargeFOV-style instead of the 4096-wide fc6/fc7), fused with scores from pool4 and "
                         "pool3 after learned 2x upsamplings (bilinear-initialised), then 8x; `core/segmentation/fcn.py`.",
-        "init": "encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **frozen** and not shipped (the record "
-                "names it as an extra file); head: random, score layers of the skips zero-initialised as in the paper.",
-        "training": "the frozen encoder ran once per frame (features cached in fp16), then only the head was trained: "
-                    "class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {lr:g} with polynomial decay, "
-                    "weight decay {weight_decay:g}, batch {batch_size}, no image augmentation (fixed features), on "
-                    "{threads} CPU thread(s) (no GPU was lent to this session).",
-        "resolution": "frames resized to {crop_w}x{crop_h} (2/3 of 480x360), padded to 256x320 for the stride-32 encoder",
+        "init": _FROZEN_INIT.format(part="head: random, score layers of the skips zero-initialised as in the paper"),
+        "training": _FROZEN_TRAINING.format(part="head"),
+        "resolution": _FROZEN_RESOLUTION,
+    },
+    "segnet-vgg19": {
+        "architecture": "SegNet's decoder (Badrinarayanan et al.): five stages mirroring VGG-16's blocks (13 3x3 "
+                        "convs with BN and ReLU), each starting with `max_unpool2d` from the pooling indices of the "
+                        "mirrored encoder block, then a 3x3 conv to the classes; the encoder is VGG-19 (whose ImageNet "
+                        "weights are at hand) instead of the paper's VGG-16; `core/segmentation/segnet.py`.",
+        "init": _FROZEN_INIT.format(part="decoder: random (PyTorch's default init)"),
+        "training": _FROZEN_TRAINING.format(part="decoder"),
+        "resolution": _FROZEN_RESOLUTION,
+    },
+    "unet-vgg19": {
+        "architecture": "U-Net (Ronneberger et al.) on timm's `vgg19` `features_only` encoder: from relu5_4 "
+                        "(stride 16), four decoder blocks each upsample 2x, concatenate the encoder map of that stride "
+                        "(relu4_4, relu3_4, relu2_2, relu1_2) and apply two 3x3 conv-BN-ReLU (256, 128, 64, 32 "
+                        "channels), then a 3x3 conv to the classes; `core/segmentation/unet.py`.",
+        "init": _FROZEN_INIT.format(part="decoder: random (PyTorch's default init)"),
+        "training": _FROZEN_TRAINING.format(part="decoder"),
+        "resolution": _FROZEN_RESOLUTION,
     },
 }
 
 
 def _command(args: dict) -> str:
-    if args.get("model") == "fcn8s-vgg19":
-        return (f"python -m core.segmentation train-frozen --data {args['data']} --weights-dir {args['weights_dir']} "
-                f"--out {args['out']} --epochs {args['epochs']} --lr {args['lr']:g}"
-                + (f" --time-limit {args['time_limit']:g}" if args.get("time_limit") else ""))
-    return training_command(args)
+    from core.segmentation.train_frozen import MODELS
+
+    if args.get("model") not in MODELS:
+        return training_command(args)
+    parts = ["python -m core.segmentation train-frozen", f"--model {args['model']}", f"--data {args['data']}",
+             f"--weights-dir {args['weights_dir']}", f"--out {args['out']}"]
+    if args.get("cache"):
+        parts.append(f"--cache {args['cache']}")
+    parts += [f"--epochs {args['epochs']}", f"--batch-size {args['batch_size']}", f"--lr {args['lr']:g}"]
+    if args.get("amp"):
+        parts.append("--amp")
+    parts.append(f"--threads {args['threads']}")
+    if args.get("time_limit"):
+        parts.append(f"--time-limit {args['time_limit']:g}")
+    return " ".join(parts) + " --resume"
 
 
 def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: float | None, run: dict) -> str:
@@ -104,7 +137,8 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
     text = CARD_TEXT[args.get("model", "enet")]
     fmt = dict(lr=args.get("lr", 0), weight_decay=args.get("weight_decay", 0), batch_size=args.get("batch_size"),
                threads=args.get("threads", 1), scale=args.get("scale", 2 / 3), crop_w=w, crop_h=h,
-               scale_range=tuple(args.get("scale_range", (0.75, 1.25))))
+               scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
+               precision="bf16 autocast for the decoder" if args.get("amp") else "fp32")
     minutes = run.get("elapsed_s", 0) / 60
     lines = [
         f"# {name}",

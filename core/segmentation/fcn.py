@@ -92,51 +92,31 @@ class FCN8s(nn.Module):
 
 
 class FCN8sVGG19(nn.Module):
-    """FCN-8s on the frozen ImageNet VGG-19 (``core.backbones.vgg``): only the head is trained and shipped.
+    """FCN-8s on the frozen ImageNet VGG-19 taps (:mod:`core.segmentation.frozen_vgg19`): only the head trains and ships.
 
     Input: Caffe-normalised BGR (the VGG-19 record's ``normalize``), H, W multiples of 32.
     """
 
     stride = 32
-    POOLS = ("pool3", "pool4", "pool5")
 
     def __init__(self, num_classes: int = 11, fc_channels: int = 256):
         super().__init__()
-        from core.backbones.vgg import VGG19_LAYERS, vgg19_features
+        from core.segmentation.frozen_vgg19 import vgg19_taps
 
-        self.encoder = vgg19_features()[: VGG19_LAYERS["pool5"] + 1]
-        self.encoder.requires_grad_(False)
-        self._taps = {VGG19_LAYERS[name] for name in self.POOLS}
+        self.encoder = vgg19_taps()
         self.head = FCN8sHead(num_classes, fc_channels)
 
-    def pools(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Bx3xHxW -> [pool3, pool4, pool5] of the frozen encoder (what training caches once)."""
-        out = []
-        for i, layer in enumerate(self.encoder):
-            x = layer(x)
-            if i in self._taps:
-                out.append(x)
-        return out
+    def decode(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        """The five relu taps -> logits: VGG's pool3, pool4 and pool5 are the max-pooled last three."""
+        return self.head(*(F.max_pool2d(t, 2, stride=2) for t in taps[2:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(*self.pools(x))
+        return self.decode(self.encoder(x))
 
 
 def fcn8s_vgg19_frozen(num_classes: int = 11) -> FCN8sVGG19:
-    """The registry's builder; :func:`load_fcn8s_vgg19_state` adds the VGG-19 weights to the shipped head."""
+    """The registry's builder; :func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder."""
     return FCN8sVGG19(num_classes)
-
-
-def load_fcn8s_vgg19_state(path) -> dict[str, torch.Tensor]:
-    """Shipped head (``head.*``, fp16 file) + the ImageNet VGG-19 conv weights resolved like any weights."""
-    from weights.registry import get_record, load_safetensors
-    from weights.resolve import resolve
-
-    state = load_safetensors(path)
-    encoder = load_safetensors(resolve(get_record("vgg19-caffe")))
-    # pool5 is VGG-19's last feature layer: every conv of the file belongs to the encoder.
-    state.update({f"encoder.{k}": v for k, v in encoder.items()})
-    return state
 
 
 def fcn8s_vgg(num_classes: int = 11) -> FCN8s:

@@ -1,17 +1,20 @@
-"""FCN-8s on a frozen ImageNet VGG-19: encode CamVid once, then train only the head on the cached features.
+"""FCN-8s, SegNet and U-Net on a frozen ImageNet VGG-19: encode CamVid once, then train only the decoder.
 
-    python -m core.segmentation train-frozen --data ../shared/data/camvid --weights-dir ../shared/weights \
-        --out runs/fcn8s_vgg19 --epochs 40 --threads 1
+    python -m core.segmentation train-frozen --model segnet-vgg19 --data ../shared/data/camvid \
+        --weights-dir ../shared/weights --out runs/segnet_vgg19 --epochs 20 --amp --time-limit 90 --resume
 
-On a CPU a VGG-19 forward costs seconds per frame, so the encoder runs once per frame
-(features cached in fp16 in ``<out>/features.pt``, reused on resume) and the head trains in
-seconds per epoch. No image augmentation (the features are fixed); dropout in the head.
-Checkpoints: ``best.pt`` (head weights, best val mIoU) and ``last.pt``, as :mod:`train` writes them.
+On a CPU a VGG-19 forward costs about a second per frame, so the encoder runs once per frame
+and its five relu taps are cached in fp16 (``<cache>/{train,val}.pt``, about 20 MB a frame at
+256x320, memory-mapped so that several runs share one copy). Each model's ``decode(taps)``
+then trains alone. No image augmentation (the features are fixed); ``--amp`` runs the decoder
+under bf16 autocast, which halves a CPU step on this machine's AVX-512-BF16 cores.
+Checkpoints: ``best.pt`` (decoder weights, best val mIoU) and ``last.pt`` (+ optimizer, for ``--resume``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -22,43 +25,78 @@ from core.segmentation.classes import CAMVID_CLASSES, VOID
 from core.segmentation.data import enet_class_weights, load_camvid
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride
+from core.segmentation.train import poly_lr
+
+#: ``--model`` -> the registered model it trains (its builder, normalisation and RELEASE block).
+MODELS = {"fcn8s-vgg19": "fcn8s-vgg19-camvid", "segnet-vgg19": "segnet-vgg19-camvid", "unet-vgg19": "unet-vgg19-camvid"}
+STRIDE = 32  # the deepest stride of the three networks: one cache serves them all
 
 
 @torch.no_grad()
-def encode_split(model, record, data, *, batch_size: int = 4, log=print) -> dict:
-    """uint8 frames -> {"pools": [pool3, pool4, pool5] fp16, "labels": uint8 padded with void}."""
-    model.eval()
-    pools, labels = [[], [], []], []
-    t0 = time.time()
-    device = next(model.parameters()).device
+def encode_split(encoder, record, data, *, batch_size: int = 4, log=print) -> dict:
+    """uint8 frames -> {"taps": the encoder's maps in fp16, "labels": uint8, padded to the stride with void}."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    taps, labels, t0 = None, None, time.time()
     for i in range(0, len(data), batch_size):
         x = record.normalize(data.images[i : i + batch_size].to(device).float() / 255)
-        x, _ = pad_to_stride(x, model.stride)
-        for level, p in zip(pools, model.pools(x)):
-            level.append(p.half().cpu())
+        x, _ = pad_to_stride(x, STRIDE)
+        maps = encoder(x)
+        if taps is None:  # allocated once: a cache of several GB must not be built by concatenation
+            taps = [torch.empty((len(data), *m.shape[1:]), dtype=torch.float16) for m in maps]
+            labels = torch.full((len(data), *x.shape[-2:]), VOID, dtype=torch.uint8)
+        for level, m in zip(taps, maps):
+            level[i : i + len(m)] = m.half().cpu()
         y = data.labels[i : i + batch_size]
-        ph, pw = x.shape[-2] - y.shape[-2], x.shape[-1] - y.shape[-1]
-        labels.append(F.pad(y, (0, pw, 0, ph), value=VOID))
+        labels[i : i + len(y), : y.shape[-2], : y.shape[-1]] = y
         log(f"encoded {min(i + batch_size, len(data))}/{len(data)} frames, {time.time() - t0:.0f} s")
-    return {"pools": [torch.cat(level) for level in pools], "labels": torch.cat(labels)}
+    return {"taps": taps, "labels": labels}
+
+
+def load_cache(model, record, args) -> dict:
+    """{"train": ..., "val": ...} taps of ``args.size`` frames, encoded on first use and memory-mapped after."""
+    cache_dir = Path(args.cache or Path(args.out) / "features")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache = {}
+    for split in ("val", "train"):
+        path = cache_dir / f"{split}-{args.size[0]}x{args.size[1]}{f'-limit{args.limit}' if args.limit else ''}.pt"
+        if not path.exists():
+            data = load_camvid(args.data, split, size=tuple(args.size), limit=args.limit)
+            encoded = encode_split(model.encoder, record, data, log=lambda m: print(f"{split}: {m}", flush=True))
+            torch.save(encoded, path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+            del encoded
+        cache[split] = torch.load(path, weights_only=True, mmap=True)
+    return cache
+
+
+def _taps(cache: dict, idx, device) -> list[torch.Tensor]:
+    return [t[idx].to(device).float() for t in cache["taps"]]
 
 
 @torch.no_grad()
-def evaluate_head(head, cache, batch_size: int = 16) -> dict:
-    """Val metrics of the head on cached features, at the cached (padded, void-filled) label resolution."""
-    head.eval()
-    device = next(head.parameters()).device
+def evaluate_decoder(model, cache, *, batch_size: int = 8, amp: bool = False) -> dict:
+    """Val metrics of ``model.decode`` on cached taps, at the cached (padded, void-filled) label resolution."""
+    model.eval()
+    device = next(model.parameters()).device
     conf = torch.zeros(len(CAMVID_CLASSES), len(CAMVID_CLASSES), dtype=torch.int64)
     for i in range(0, len(cache["labels"]), batch_size):
-        pools = [p[i : i + batch_size].to(device).float() for p in cache["pools"]]
-        pred = head(*pools).argmax(1).cpu()
-        conf += confusion_matrix(pred, cache["labels"][i : i + batch_size], len(CAMVID_CLASSES), VOID)
+        idx = torch.arange(i, min(i + batch_size, len(cache["labels"])))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = model.decode(_taps(cache, idx, device)).argmax(1).cpu()
+        conf += confusion_matrix(pred, cache["labels"][idx], len(CAMVID_CLASSES), VOID)
     return scores(conf)
+
+
+def decoder_state(model) -> dict[str, torch.Tensor]:
+    """What trains and ships: every tensor but the frozen encoder's."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
 
 
 def train_frozen(args) -> dict:
     from core.runtime import configure
-    from weights.registry import get_record, load_safetensors
+    from core.segmentation.frozen_vgg19 import vgg19_to_timm
+    from weights.registry import get_record, import_object, load_safetensors
     from weights.resolve import resolve
 
     torch.set_num_threads(args.threads)
@@ -66,74 +104,87 @@ def train_frozen(args) -> dict:
     configure(weights_dir=args.weights_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = get_record(args.name)
-    from core.segmentation.fcn import FCN8sVGG19
-
+    name = MODELS[args.model]
+    record = get_record(name)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = FCN8sVGG19(len(CAMVID_CLASSES))
-    model.encoder.load_state_dict(load_safetensors(resolve(get_record("vgg19-caffe"))))
+    model = import_object(record.builder)(**record.builder_kwargs)  # trainable decoder, frozen encoder
+    model.encoder.load_state_dict(vgg19_to_timm(load_safetensors(resolve(get_record("vgg19-caffe")))))
     model.to(device)
+    cache = load_cache(model, record, args)
 
-    cache_path = out / "features.pt"
-    cache = torch.load(cache_path, weights_only=True) if cache_path.exists() else {}
-    for split in ("val", "train"):
-        if split not in cache:
-            data = load_camvid(args.data, split, size=tuple(args.size), limit=args.limit)
-            cache[split] = encode_split(model, record, data, log=lambda m: print(f"{split}: {m}", flush=True))
-            torch.save(cache, cache_path)
-
-    head = model.head
-    params = [p for p in head.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     weights = enet_class_weights().to(device)
     n = len(cache["train"]["labels"])
-    best, t_start, log = -1.0, time.time(), open(out / "log.jsonl", "a")
-    for epoch in range(args.epochs):
-        head.train()
-        g = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        order = torch.randperm(n, generator=g)
-        total = 0.0
-        for lr_group in optimizer.param_groups:
-            lr_group["lr"] = args.lr * (1 - epoch / args.epochs) ** 0.9
-        for i in range(0, n, args.batch_size):
-            idx = order[i : i + args.batch_size]
-            pools = [p[idx].to(device).float() for p in cache["train"]["pools"]]
+    steps_per_epoch = math.ceil(n / args.batch_size)
+    start_epoch, best, elapsed_before = 0, -1.0, 0.0
+    last = out / "last.pt"
+    if args.resume and last.exists():
+        ckpt = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"], strict=False)  # the checkpoint holds no encoder
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, best, elapsed_before = ckpt["epoch"] + 1, ckpt["best_miou"], float(ckpt["elapsed_s"])
+        print(f"resumed from {last}: epoch {start_epoch}, best val mIoU {best:.4f}", flush=True)
+    saved_args = {**vars(args), "crop": list(args.size), "scale": args.size[0] / 360}
+    t_start, log = time.time(), open(out / "log.jsonl", "a")
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+        total, t0 = 0.0, time.time()
+        for i in range(steps_per_epoch):
+            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
+            # The budget is time as much as epochs: decay by whichever runs out first.
+            progress = (epoch * steps_per_epoch + i) / (args.epochs * steps_per_epoch)
+            if args.time_limit:
+                progress = max(progress, (elapsed_before + time.time() - t_start) / (args.time_limit * 60))
+            for group in optimizer.param_groups:
+                group["lr"] = poly_lr(args.lr, progress)
             target = cache["train"]["labels"][idx].to(device).long()
-            loss = F.cross_entropy(head(*pools), target, weight=weights, ignore_index=VOID)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                logits = model.decode(_taps(cache["train"], idx, device))
+            loss = F.cross_entropy(logits.float(), target, weight=weights, ignore_index=VOID)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
-        val = evaluate_head(head, cache["val"])
+        train_s = time.time() - t0
+        val = evaluate_decoder(model, cache["val"], amp=args.amp)
+        elapsed = elapsed_before + time.time() - t_start
         entry = {"epoch": epoch, "loss": total / n, "val_mIoU": val["mIoU"], "val_class_avg": val["class_avg"],
-                 "val_global": val["global_accuracy"], "elapsed_s": round(time.time() - t_start, 1)}
+                 "val_global": val["global_accuracy"], "train_s": round(train_s, 1), "elapsed_s": round(elapsed, 1)}
         print(json.dumps(entry), flush=True)
         log.write(json.dumps(entry) + "\n")
         log.flush()
-        state = {f"head.{k}": v.cpu() for k, v in head.state_dict().items()}
-        saved_args = {**vars(args), "model": "fcn8s-vgg19", "crop": list(args.size), "scale": args.size[0] / 360}
+        state = decoder_state(model)
         if val["mIoU"] > best:
             best = val["mIoU"]
             torch.save({"model": state, "epoch": epoch, "val": val, "args": saved_args}, out / "best.pt")
-        torch.save({"model": state, "epoch": epoch, "best_miou": best, "elapsed_s": time.time() - t_start,
-                    "args": saved_args}, out / "last.pt")
-        if args.time_limit and time.time() - t_start > args.time_limit * 60:
+        tmp = out / "last.pt.tmp"
+        torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": epoch, "best_miou": best,
+                    "elapsed_s": elapsed, "args": saved_args}, tmp)
+        tmp.replace(last)  # atomic: a kill mid-save never leaves a broken checkpoint
+        if args.time_limit and elapsed > args.time_limit * 60:
+            print(f"time limit of {args.time_limit} min reached after epoch {epoch}", flush=True)
             break
     return {"best_mIoU": best}
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--name", default="fcn8s-vgg19-camvid", help="the registered model (for its normalisation)")
+    p.add_argument("--model", default="fcn8s-vgg19", choices=sorted(MODELS))
     p.add_argument("--data", default="../shared/data/camvid")
     p.add_argument("--weights-dir", default="../shared/weights", help="where vgg19-caffe/ is")
     p.add_argument("--out", default="runs/fcn8s_vgg19")
+    p.add_argument("--cache", default=None, help="folder of the encoded taps, shareable between models "
+                                                 "(default <out>/features)")
     p.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for the decoder (CPU or CUDA)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto")
-    p.add_argument("--time-limit", type=float, default=None, help="minutes of head training")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--time-limit", type=float, default=None, help="minutes of decoder training, summed over resumes")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -54,12 +54,15 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv2d(cin, num_classes, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(x)
+    def decode(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Encoder maps (shallow to deep) -> logits: everything but the encoder."""
         y, skips = features[-1], list(reversed(features[:-1]))
         for i, block in enumerate(self.decoder):
             y = block(y, skips[i] if i < len(skips) else None)
         return self.head(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encoder(x))
 
 
 def unet_timm(num_classes: int = 11, backbone: str = "resnet18", **timm_kwargs) -> UNet:
@@ -71,10 +74,14 @@ def unet_timm(num_classes: int = 11, backbone: str = "resnet18", **timm_kwargs) 
 
 
 def unet_vgg(num_classes: int = 11) -> UNet:
-    """U-Net on timm's VGG-19 (strides 1..16; its conv layers take the Caffe VGG-19 weights, see :func:`vgg19_to_timm`)."""
+    """U-Net on timm's VGG-19 (strides 1..16), trained end to end (:func:`core.segmentation.frozen_vgg19.vgg19_to_timm`
+    maps the Caffe VGG-19 weights onto its encoder)."""
     return unet_timm(num_classes, "vgg19", out_indices=(0, 1, 2, 3, 4))
 
 
-def vgg19_to_timm(vgg19_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torchvision-layout VGG-19 ``features`` keys (``0.weight``) -> timm features_only keys (``features_0.weight``)."""
-    return {f"features_{k}": v for k, v in vgg19_state.items()}
+def unet_vgg19_frozen(num_classes: int = 11) -> UNet:
+    """The same U-Net on the frozen VGG-19 taps: only the decoder trains and ships; the registry's builder
+    (:func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder)."""
+    from core.segmentation.frozen_vgg19 import vgg19_taps
+
+    return UNet(vgg19_taps(), num_classes)

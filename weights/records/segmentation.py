@@ -1,4 +1,4 @@
-"""Semantic segmentation on CamVid (11 classes): ENet and FCN-8s (frozen VGG-19) trained by the project; SegNet, U-Net.
+"""Semantic segmentation on CamVid (11 classes): ENet, and FCN-8s, SegNet, U-Net on the frozen VGG-19, trained here.
 
 Each block between RELEASE markers is written by
 ``python -m core.segmentation release`` (sha256 and val metrics of the shipped file);
@@ -49,37 +49,6 @@ register(ModelRecord(
     **_CAMVID,
 ))
 
-# Architectures implemented and tested, not trained yet (no weights shipped): `create(name, pretrained=False)`
-# builds them for benchmarks and training; the panel times them but shows no prediction.
-_UNTRAINED = "not trained yet: no weights shipped"
-register(ModelRecord(
-    name="segnet-camvid",
-    builder="core.segmentation.segnet:segnet_vgg16",
-    source=ProjectFile("segnet-camvid.safetensors"),
-    sha256=None,
-    license="MIT (project code; encoder initialised from VGG-19, CC BY 4.0)",
-    description=f"SegNet: VGG-16 encoder with BN, decoder unpooling with the encoder's max-pool indices ({_UNTRAINED}).",
-    **_CAMVID,
-))
-register(ModelRecord(
-    name="fcn8s-camvid",
-    builder="core.segmentation.fcn:fcn8s_vgg",
-    source=ProjectFile("fcn8s-camvid.safetensors"),
-    sha256=None,
-    license="MIT (project code; encoder initialised from VGG-19, CC BY 4.0)",
-    description=f"FCN-8s on VGG-16 convs, skip fusion of pool3/pool4 scores ({_UNTRAINED}).",
-    **_CAMVID,
-))
-register(ModelRecord(
-    name="unet-vgg19-camvid",
-    builder="core.segmentation.unet:unet_vgg",
-    source=ProjectFile("unet-vgg19-camvid.safetensors"),
-    sha256=None,
-    license="MIT (project code; encoder initialised from VGG-19, CC BY 4.0)",
-    description=f"U-Net on timm's VGG-19 features_only encoder, concatenated skips ({_UNTRAINED}).",
-    **_CAMVID,
-))
-
 # RELEASE fcn8s-vgg19-camvid BEGIN
 FCN8S_SHA256 = '3a2688471f383666347cd43db4df3031ca94d7cc3489bb67de51cebb523f6118'
 FCN8S_METRICS = {'dataset': 'CamVid val (101 frames)',
@@ -100,22 +69,61 @@ FCN8S_METRICS = {'dataset': 'CamVid val (101 frames)',
  'epochs': 34}
 # RELEASE fcn8s-vgg19-camvid END
 
-register(ModelRecord(
-    name="fcn8s-vgg19-camvid",
-    builder="core.segmentation.fcn:fcn8s_vgg19_frozen",
-    source=ProjectFile("fcn8s-vgg19-camvid.safetensors"),
-    sha256=FCN8S_SHA256,
-    state_loader="core.segmentation.fcn:load_fcn8s_vgg19_state",
-    # The frozen ImageNet encoder is not shipped: it is the vgg19-caffe file, resolved like any weights.
+# FCN-8s, SegNet and U-Net on the frozen ImageNet VGG-19: each ships only what it trained (fp16);
+# the encoder is the vgg19-caffe file, resolved like any weights, and takes Caffe's input convention.
+_FROZEN_VGG19 = dict(
+    state_loader="core.segmentation.frozen_vgg19:load_frozen_vgg19_state",
     extra_files=(VGG19_CAFFE_FP16,),
-    license="MIT (project code; head trained on CamVid); encoder VGG-19, CC BY 4.0",
-    description="FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
-                "only the head is shipped (fp16), trained on CamVid by `python -m core.segmentation train-frozen`.",
-    metrics=FCN8S_METRICS,
-    card="fcn8s-vgg19-camvid.md" if FCN8S_SHA256 else None,  # `release` writes the card with the weights
+    license="MIT (project code; decoder trained on CamVid); encoder VGG-19, CC BY 4.0",
     color_order="BGR",
     pixel_scale=255.0,
     mean=(103.939, 116.779, 123.68),
     std=(1.0, 1.0, 1.0),
     **_CAMVID,
+)
+
+register(ModelRecord(
+    name="fcn8s-vgg19-camvid",
+    builder="core.segmentation.fcn:fcn8s_vgg19_frozen",
+    source=ProjectFile("fcn8s-vgg19-camvid.safetensors"),
+    sha256=FCN8S_SHA256,
+    description="FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
+                "only the head is shipped (fp16), trained on CamVid by `python -m core.segmentation train-frozen`.",
+    metrics=FCN8S_METRICS,
+    card="fcn8s-vgg19-camvid.md" if FCN8S_SHA256 else None,  # `release` writes the card with the weights
+    **_FROZEN_VGG19,
+))
+
+# RELEASE segnet-vgg19-camvid BEGIN
+SEGNET_SHA256 = None
+SEGNET_METRICS = None
+# RELEASE segnet-vgg19-camvid END
+
+register(ModelRecord(
+    name="segnet-vgg19-camvid",
+    builder="core.segmentation.segnet:segnet_vgg19_frozen",
+    source=ProjectFile("segnet-vgg19-camvid.safetensors"),
+    sha256=SEGNET_SHA256,
+    description="SegNet's decoder (13 convs with BN, upsampling by max-unpooling with the encoder's pooling indices) "
+                "on the frozen ImageNet VGG-19 from vgg19-caffe; only the decoder is shipped (fp16).",
+    metrics=SEGNET_METRICS,
+    card="segnet-vgg19-camvid.md" if SEGNET_SHA256 else None,
+    **_FROZEN_VGG19,
+))
+
+# RELEASE unet-vgg19-camvid BEGIN
+UNET_SHA256 = None
+UNET_METRICS = None
+# RELEASE unet-vgg19-camvid END
+
+register(ModelRecord(
+    name="unet-vgg19-camvid",
+    builder="core.segmentation.unet:unet_vgg19_frozen",
+    source=ProjectFile("unet-vgg19-camvid.safetensors"),
+    sha256=UNET_SHA256,
+    description="U-Net decoder (upsample, concatenate the skip, two 3x3 convs, at strides 8..1) on the frozen "
+                "ImageNet VGG-19 (timm features_only) from vgg19-caffe; only the decoder is shipped (fp16).",
+    metrics=UNET_METRICS,
+    card="unet-vgg19-camvid.md" if UNET_SHA256 else None,
+    **_FROZEN_VGG19,
 ))
