@@ -1,13 +1,13 @@
 """ms per image of Mask R-CNN, eager fp32 vs optimised variants, and whether the optimised detections stay the same.
 
-    python bench/instances.py [--device cpu|cuda] [--models maskrcnn-vgg19-camvid tv-maskrcnn-r50-fpn-v2]
+    python bench/instances.py [--device cpu|cuda] [--models maskrcnn-vgg19-camvid maskrcnn-r50-fpn-v2-coco]
         [--sizes 480x360 1216x800] [--batches 1 4] [--variants eager channels_last half half_encoder]
         [--repeats 3] [--threads N] [--json out.json]
 
 Input: a real CamVid val frame (from ../shared, resized to each size) so that the detector
-finds real objects; the project's model with its shipped weights when they are here.
-``tv-maskrcnn-r50-fpn-v2`` is torchvision's COCO architecture with random weights (the COCO
-weights cannot be downloaded here): its speed, not its detections. Variants: ``eager`` fp32;
+finds real objects. Each registered model runs with its weights when they are here, else with
+random weights (torchvision's COCO files cannot be downloaded on the build machine): then the
+row times the architecture, and its detections mean nothing. Variants: ``eager`` fp32;
 ``channels_last``; ``half`` fp16 on CUDA, bf16 on CPU, autocast over the whole detector;
 ``half_encoder`` the same for the frozen VGG-19 encoder only (the project's model), heads in
 fp32. For each variant: ms per
@@ -32,12 +32,9 @@ from core.segmentation.speed import ms_per_frame  # noqa: E402
 
 
 def build(name: str, device: torch.device):
-    torch.manual_seed(0)
-    if name == "tv-maskrcnn-r50-fpn-v2":
-        from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
-
-        return maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).eval().to(device), False
     import weights
+
+    torch.manual_seed(0)
 
     trained = weights.is_available(weights.get_record(name))
     return weights.create(name, pretrained=trained, device=device), trained

@@ -16,7 +16,7 @@ from core import runtime
 from core.errors import UserError
 from core.images import to_tensor
 from core.instances import roi, roi_figure
-from core.instances.predict import detect, draw
+from core.instances.predict import default_model, detect, draw
 from core.runtime import settings
 from spaces.common import (UploadImage, bundled_example, grouped_batch, load_model_announced, read_image,
                            user_errors)
@@ -24,14 +24,15 @@ from spaces.common import (UploadImage, bundled_example, grouped_batch, load_mod
 TITLE = "Instances"
 SUMMARY = (
     "Mask R-CNN: a box, a class and a mask for every car, pedestrian and bicyclist (trained by the project on "
-    "CamVid), and RoI Pool vs RoI Align, the change that made its masks line up, on a feature map of your photo."
+    "CamVid; torchvision's COCO Mask R-CNN and Keypoint R-CNN where their files are at hand), and RoI Pool vs "
+    "RoI Align, the change that made its masks line up, on a feature map of your photo."
 )
 
 #: The lecture quotes Mask R-CNN at "about 5 frames per second" (200 ms per image, on a 2017 GPU).
 LECTURE_MS = 200
 #: Uploads are shrunk to this longest side: the detector works at 360 px short side anyway.
 DETECT_MAX_SIDE = 1280
-TABLE_HEADERS = ["#", "class", "score", "box x1, y1, x2, y2 (px)", "mask area (px)"]
+TABLE_HEADERS = ["#", "class", "score", "box x1, y1, x2, y2 (px)", "mask area (px)", "keypoints seen"]
 
 
 def instance_models() -> list[str]:
@@ -39,7 +40,8 @@ def instance_models() -> list[str]:
     return [n for n in weights.list_models("instances") if weights.is_available(weights.get_record(n))]
 
 
-def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool], masks: list[bool]):
+def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool], masks: list[bool],
+                  keypoints: list[bool]):
     """Same model: one batched forward for all requests -> one (picture, table, info) per request."""
     if name not in weights.list_models("instances"):
         raise UserError(f"There is no instance segmentation model called '{name}'; pick one from the list.")
@@ -57,10 +59,14 @@ def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool
     ms = (time.perf_counter() - start) * 1000 / len(images)
     cap = model.roi_heads.detections_per_img
     results = []
-    for tensor, instances, score, show_boxes, show_masks in zip(tensors, found, scores, boxes, masks):
+    for tensor, instances, score, show_boxes, show_masks, show_points in zip(tensors, found, scores, boxes, masks,
+                                                                             keypoints):
         instances = [i for i in instances if i.score >= score]
-        picture = draw((tensor * 255).round().to(torch.uint8), instances, masks=show_masks, boxes=show_boxes)
-        rows = [[k, i.label, round(i.score, 3), ", ".join(f"{v:.0f}" for v in i.box), i.mask_area]
+        picture = draw((tensor * 255).round().to(torch.uint8), instances, masks=show_masks, boxes=show_boxes,
+                       keypoints=show_points)
+        rows = [[k, i.label, round(i.score, 3), ", ".join(f"{v:.0f}" for v in i.box),
+                 "—" if i.mask is None else i.mask_area,
+                 "—" if i.keypoints is None else f"{int((i.keypoints[:, 2] > 0).sum())} of {len(i.keypoints)}"]
                 for k, i in enumerate(instances, start=1)]
         h, w = tensor.shape[-2:]
         if instances:
@@ -69,32 +75,39 @@ def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool
                 counts[i.label] = counts.get(i.label, 0) + 1
             what = ", ".join(f"{n} {label}" for label, n in counts.items())
             head = f"**{len(instances)} instance{'s' if len(instances) > 1 else ''}** with score ≥ {score:.2f}: {what}."
-        else:
+        elif len(record.class_names) <= 5:
             head = (f"**No {', '.join(record.class_names)} found** with score ≥ {score:.2f}; this model knows only "
-                    f"these CamVid classes. Try a street scene or a lower score threshold.")
+                    f"these classes. Try another photo or a lower score threshold.")
+        else:
+            head = f"**No objects found** with score ≥ {score:.2f}. Try a lower score threshold."
         if len(instances) >= cap:
             head += f" The model keeps at most {cap} detections per image: only the {cap} best are shown."
         results.append((to_pil_image(picture), rows, (
             f"{head}\n\n{ms:.0f} ms per image for this {w}x{h} photo on {device.type}"
             f"{f' (batch of {len(images)})' if len(images) > 1 else ''}; the lecture quotes Mask R-CNN at about "
-            f"5 frames per second ({LECTURE_MS} ms per image on a 2017 GPU). Model: `{name}`, mask AP50 "
-            f"{_car_ap50(record)} on CamVid val cars.")))
+            f"5 frames per second ({LECTURE_MS} ms per image on a 2017 GPU). Model: `{name}`, {_quality(record)}.")))
     return results
 
 
-def _car_ap50(record) -> str:
-    value = record.metrics.get("per_class", {}).get("car", {}).get("mask_AP50")
-    return "n/a" if value is None else f"{value:.2f}"
+def _quality(record) -> str:
+    """The record's headline accuracy, saying on which data and who measured it."""
+    metrics = record.metrics
+    car = metrics.get("per_class", {}).get("car", {}).get("mask_AP50")
+    if car is not None:
+        return f"mask AP50 {car:.2f} on CamVid val cars (measured by the project)"
+    published = [f"{what} AP {metrics[key]:.1f}" for key, what in (("box_map", "box"), ("mask_map", "mask"),
+                                                                   ("kp_map", "keypoint")) if key in metrics]
+    return ", ".join(published) + " on COCO val2017 (published by torchvision)" if published else "accuracy n/a"
 
 
 @user_errors
-def detect_batch(images: list, names: list, scores: list, boxes: list, masks: list):
+def detect_batch(images: list, names: list, scores: list, boxes: list, masks: list, keypoints: list):
     """Batched handler: requests for one model share a forward pass; a bad upload fails only its own request."""
     return grouped_batch(
         images, lambda k, _: names[k],
         lambda name, members, loaded: _detect_group(
             name, loaded, [float(scores[k]) for k in members], [bool(boxes[k]) for k in members],
-            [bool(masks[k]) for k in members]),
+            [bool(masks[k]) for k in members], [bool(keypoints[k]) for k in members]),
         what="photo", max_side=DETECT_MAX_SIDE, failed=lambda error: (None, [], f"⚠ {error}"))
 
 
@@ -214,19 +227,28 @@ def build() -> None:
         "**Mask R-CNN** answers not just which pixels are \"car\" but *which* car: for every object a box, a class, "
         "a score and its own mask. A region proposal network suggests boxes on the feature map, RoI Align cuts a "
         "fixed grid of features out for each, and two heads predict the class and box, and a 28x28 mask. "
-        "The model here was trained by the project on CamVid's road scenes (cars, pedestrians, bicyclists): upload a "
-        "street photo. The examples are scikit-image's pictures, the only ones the app may redistribute, and show "
-        "what a model trained on one city's streets makes of other scenes."
+        "The project's own model was trained on CamVid's road scenes (cars, pedestrians, bicyclists): upload a "
+        "street photo. Where torchvision's COCO files are in the weights folder, its Mask R-CNN (80 classes) and "
+        "Keypoint R-CNN (17 body landmarks per person, the lecture's \"landmarks\") are in the list too. "
+        "The examples are scikit-image's pictures, the only ones the app may redistribute."
     )
+    missing = [n for n in weights.list_models("instances") if n not in instance_models()]
+    if missing:
+        gr.Markdown("Not on this host: " + "; ".join(
+            f"`{n}` ({weights.get_record(n).source.describe()})" for n in missing) + ". The About tab says how to get them.")
     models = instance_models()
+    default = default_model()
     with gr.Row():
         with gr.Column():
             det_photo = UploadImage(label="Street scene (or any photo)", elem_id="det-photo")
-            det_model = gr.Dropdown(models, value=models[0] if models else None, label="Model")
+            det_model = gr.Dropdown(models, value=default if default in models else (models[0] if models else None),
+                                    label="Model")
             det_score = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
             with gr.Row():
                 det_boxes = gr.Checkbox(value=True, label="Boxes")
                 det_masks = gr.Checkbox(value=True, label="Masks")
+                det_points = gr.Checkbox(value=True, label="Keypoints",
+                                         info="from models that predict them: Keypoint R-CNN (COCO persons)")
             det_button = gr.Button("Find instances", variant="primary", elem_id="det-button")
             gr.Examples(example_images(), inputs=det_photo)
         with gr.Column():
@@ -235,10 +257,10 @@ def build() -> None:
             det_info = gr.Markdown(elem_id="det-info")
             det_table = gr.Dataframe(headers=TABLE_HEADERS, label="Instances", interactive=False)
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
-    det_inputs = [det_photo, det_model, det_score, det_boxes, det_masks]
+    det_inputs = [det_photo, det_model, det_score, det_boxes, det_masks, det_points]
     det_outputs = [det_view, det_table, det_info]
     det_button.click(detect_batch, det_inputs, det_outputs, api_name="instances", **batch)
-    for control in (det_boxes, det_masks):
+    for control in (det_boxes, det_masks, det_points):
         control.input(detect_batch, det_inputs, det_outputs, api_visibility="private", **batch)
     det_score.release(detect_batch, det_inputs, det_outputs, api_visibility="private", **batch)
 

@@ -82,14 +82,14 @@ def street(shared):
 
 
 def test_mask_rcnn_finds_the_cars_of_a_street_scene(street, shared_weights):
-    pictures, tables, infos = instances.detect_batch([street], [MODEL], [0.5], [True], [True])
+    pictures, tables, infos = instances.detect_batch([street], [MODEL], [0.5], [True], [True], [True])
     rows, info = tables[0], infos[0]
     assert pictures[0].size == (480, 360)
     assert any(row[1] == "car" for row in rows), rows
     assert all(row[2] >= 0.5 for row in rows)
     assert "ms per image" in info and "5 frames per second" in info
     # Boxes and masks can be switched off: without either, the photo comes back unchanged.
-    bare, _, _ = instances.detect_batch([street], [MODEL], [0.5], [False], [False])
+    bare, _, _ = instances.detect_batch([street], [MODEL], [0.5], [False], [False], [False])
     from core.images import load_image
 
     assert np.array_equal(np.asarray(bare[0]), np.asarray(load_image(street).image))
@@ -100,11 +100,11 @@ def test_no_objects_and_bad_uploads_get_a_sentence(tmp_path, shared_weights):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     pictures, tables, infos = instances.detect_batch(
         [str(tmp_path / "grey.png"), str(tmp_path / "broken.png")], [MODEL, MODEL], [0.5, 0.5], [True, True],
-        [True, True])
+        [True, True], [True, True])
     assert tables[0] == [] and infos[0].startswith("**No car, pedestrian, bicyclist found**")
     assert pictures[1] is None and infos[1].startswith("⚠ ") and "image" in infos[1]
     with pytest.raises(Exception, match="no instance segmentation model called"):
-        instances.detect_batch([str(tmp_path / "grey.png")], ["nope"], [0.5], [True], [True])
+        instances.detect_batch([str(tmp_path / "grey.png")], ["nope"], [0.5], [True], [True], [True])
 
 
 def test_cli_predict_json_and_evaluate_on_real_val_frames(street, shared):
@@ -144,7 +144,7 @@ def test_cli_predict_json_and_evaluate_on_real_val_frames(street, shared):
 
 def test_api_instances(running_app, street):
     client = Client(running_app, verbose=False)
-    picture, table, info = client.predict(handle_file(street), MODEL, 0.5, True, True, api_name="/instances")
+    picture, table, info = client.predict(handle_file(street), MODEL, 0.5, True, True, True, api_name="/instances")
     assert Image.open(picture).size == (480, 360)
     assert any(row[1] == "car" for row in table["data"])
     assert "instances" in info

@@ -42,12 +42,16 @@ class ProjectFile:
 class ExternalFile:
     """A file the operator provides in the weights folder (``--weights-dir``), optionally in a subfolder.
 
-    ``how_to_get`` is the sentence shown when it is missing.
+    ``how_to_get`` is the sentence shown when it is missing. ``sha256_prefix``: for files whose
+    publisher gives only the first hex digits of their sha256 (torch.hub's ``name-<digits>.pth``
+    convention, which torchvision's weights follow), checked like torch.hub does when the record
+    pins no full sha256.
     """
 
     filename: str
     subdir: str = ""
     how_to_get: str = ""
+    sha256_prefix: str = ""
 
     def describe(self) -> str:
         return f"--weights-dir/{self.subdir + '/' if self.subdir else ''}{self.filename}"

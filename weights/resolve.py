@@ -61,7 +61,7 @@ def resolve_source(source: Source, sha256: str | None, *, name: str, weights_dir
         path = _download(source, name)
     if path is None:
         raise MissingWeights(_missing_message(source, name))
-    _check(path, sha256, name)
+    _check(path, sha256, name, prefix=getattr(source, "sha256_prefix", ""))
     return path
 
 
@@ -129,13 +129,14 @@ def _download(source: HubFile, name: str) -> Path | None:
         ) from exc
 
 
-def _check(path: Path, sha256: str | None, name: str) -> None:
-    if sha256 is None:
+def _check(path: Path, sha256: str | None, name: str, prefix: str = "") -> None:
+    pinned = sha256 or prefix  # a full digest, or the leading digits a publisher gives
+    if not pinned:
         return
     actual = sha256_of(path)
-    if actual != sha256:
+    if not actual.startswith(pinned):
         raise WeightsMismatch(
-            f"The weight file {path} for model '{name}' has sha256 {actual[:12]}…, not the pinned {sha256[:12]}…; "
+            f"The weight file {path} for model '{name}' has sha256 {actual[:12]}…, not the pinned {pinned[:12]}…; "
             "delete it and fetch it again."
         )
 

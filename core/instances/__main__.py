@@ -13,7 +13,7 @@ def predict(args) -> int:
     import weights
     from core.errors import UserError
     from core.images import load_image, to_tensor
-    from core.instances.predict import detect
+    from core.instances.predict import default_model, detect
     from core.runtime import configure, pick_device
 
     torch.set_num_threads(args.threads)
@@ -23,6 +23,7 @@ def predict(args) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    args.model = args.model or default_model()
     record = weights.get_record(args.model)
     model = weights.create(args.model, device=pick_device(args.device))
     instances = detect(model, record.class_names, [to_tensor(loaded.image)], score=args.score)[0]
@@ -32,14 +33,19 @@ def predict(args) -> int:
     for inst in instances:
         row = inst.as_dict()
         row["box"] = [round(v * scale, 1) for v in inst.box]
-        row["mask_area"] = round(inst.mask_area * scale * scale)
+        if inst.mask is not None:
+            row["mask_area"] = round(inst.mask_area * scale * scale)
+        if inst.keypoints is not None:
+            row["keypoints"] = [[round(x * scale, 1), round(y * scale, 1), round(float(s), 2)]
+                                for x, y, s in inst.keypoints.tolist()]
         rows.append(row)
     result = {"model": args.model, "image_size": list(loaded.original_size or loaded.image.size), "instances": rows}
     if args.json:
         print(json.dumps(result))
     else:
         for row in rows:
-            print(f"{row['label']:<12} {row['score']:.2f}  box {row['box']}  mask {row['mask_area']} px")
+            print(f"{row['label']:<12} {row['score']:.2f}  box {row['box']}  mask {row['mask_area']} px"
+                  + (f"  {len(row['keypoints'])} keypoints" if "keypoints" in row else ""))
         print(f"{len(rows)} instances with score >= {args.score}")
     return 0
 
@@ -51,7 +57,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="instances of one image: label, score, box, mask area")
     p.add_argument("image")
-    p.add_argument("--model", default="maskrcnn-vgg19-camvid")
+    p.add_argument("--model", default=None, help="default: torchvision's COCO Mask R-CNN v2 where its file is here, "
+                                                 "else the project's maskrcnn-vgg19-camvid")
     p.add_argument("--score", type=float, default=0.5, help="keep detections scoring at least this")
     p.add_argument("--weights-dir", default=None, help="folder with vgg19-caffe/ and other operator weights")
     p.add_argument("--device", default="auto")

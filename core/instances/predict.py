@@ -1,11 +1,14 @@
-"""Mask R-CNN on photos: detections as plain instances, the picture with masks and boxes, the JSON of the CLI."""
+"""Mask / Keypoint R-CNN on photos: detections as plain instances, the picture with masks, boxes and skeletons,
+the JSON of the CLI."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
+
+from core.instances.coco import COCO_SKELETON
 
 #: Distinct colours for neighbouring instances (Kelly's list of maximally different colours).
 PALETTE = (
@@ -22,46 +25,75 @@ class Instance:
     label: str
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2
-    mask: torch.Tensor  # HxW bool
+    mask: torch.Tensor | None = None  # HxW bool (Mask R-CNN)
+    keypoints: torch.Tensor | None = None  # Kx3: x, y, score (Keypoint R-CNN)
 
     @property
-    def mask_area(self) -> int:
-        return int(self.mask.sum())
+    def mask_area(self) -> int | None:
+        return None if self.mask is None else int(self.mask.sum())
 
     def as_dict(self) -> dict:
-        return {"label": self.label, "score": round(self.score, 4), "box": [round(v, 1) for v in self.box],
-                "mask_area": self.mask_area}
+        row = {"label": self.label, "score": round(self.score, 4), "box": [round(v, 1) for v in self.box],
+               "mask_area": self.mask_area}
+        if self.keypoints is not None:
+            row["keypoints"] = [[round(float(v), 1) for v in k] for k in self.keypoints]
+        return row
 
 
 @torch.inference_mode()
 def detect(model, class_names, images: list[torch.Tensor], *, score: float = 0.5) -> list[list[Instance]]:
     """3xHxW RGB tensors in [0, 1] (any sizes; one batched forward) -> instances with score >= ``score``, best first.
 
-    ``class_names[i - 1]`` names label i (0 is background). The model caps the count per image
-    (``box_detections_per_img``).
+    ``class_names[i - 1]`` names label i (0 is background). Masks and keypoints come with the
+    models that predict them. The model caps the count per image (``box_detections_per_img``).
     """
     param = next(model.parameters())
     outputs = model([x.to(param.device, param.dtype) for x in images])
     results = []
     for out in outputs:
-        keep = out["scores"] >= score
-        masks = out["masks"][keep, 0] > 0.5
+        keep = (out["scores"] >= score).nonzero()[:, 0].cpu()
+        out = {k: v.cpu() for k, v in out.items()}  # one transfer per tensor, not one per instance
+        masks = out["masks"][keep, 0] > 0.5 if "masks" in out else [None] * len(keep)
+        if "keypoints" in out:  # x, y, and torchvision's per-keypoint score in place of its constant visibility
+            points = torch.cat([out["keypoints"][keep, :, :2], out["keypoints_scores"][keep, :, None]], dim=2)
+        else:
+            points = [None] * len(keep)
         results.append([
-            Instance(class_names[int(label) - 1], float(s), tuple(float(v) for v in box), mask.cpu())
-            for label, s, box, mask in zip(out["labels"][keep], out["scores"][keep], out["boxes"][keep], masks)
+            Instance(class_names[int(out["labels"][k]) - 1], float(out["scores"][k]),
+                     tuple(float(v) for v in out["boxes"][k]), mask, kp)
+            for k, mask, kp in zip(keep.tolist(), masks, points)
         ])
     return results
 
 
 def draw(image: torch.Tensor, instances: list[Instance], *, masks: bool = True, boxes: bool = True,
-         alpha: float = 0.5) -> torch.Tensor:
-    """uint8 3xHxW -> the same with each instance's mask and/or box and "label score" in its own colour."""
+         keypoints: bool = True, alpha: float = 0.5, skeleton=COCO_SKELETON, keypoint_score: float = 0.0) -> torch.Tensor:
+    """uint8 3xHxW -> the same with each instance's mask, box and "label score", and skeleton, in its own colour.
+
+    A keypoint is drawn (with the ``skeleton`` edges between drawn keypoints) when its score
+    exceeds ``keypoint_score``: Keypoint R-CNN scores a hidden or off-body point low.
+    """
     if not instances:
         return image
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(instances))]
-    if masks:
-        image = draw_segmentation_masks(image, torch.stack([i.mask for i in instances]), alpha=alpha, colors=colors)
+    with_masks = [(i, c) for i, c in zip(instances, colors) if i.mask is not None]
+    if masks and with_masks:
+        image = draw_segmentation_masks(image, torch.stack([i.mask for i, _ in with_masks]), alpha=alpha,
+                                        colors=[c for _, c in with_masks])
     if boxes:
         image = draw_bounding_boxes(image, torch.tensor([i.box for i in instances]),
                                     labels=[f"{i.label} {i.score:.2f}" for i in instances], colors=colors, width=2)
+    if keypoints:
+        for inst, color in zip(instances, colors):
+            if inst.keypoints is not None:
+                image = draw_keypoints(image, inst.keypoints[None, :, :2], connectivity=skeleton, colors=color,
+                                       radius=3, width=2, visibility=inst.keypoints[None, :, 2] > keypoint_score)
     return image
+
+
+def default_model() -> str:
+    """The production default where its weights are here (torchvision's COCO Mask R-CNN), else the project's own."""
+    import weights
+
+    preferred = ("maskrcnn-r50-fpn-v2-coco", "maskrcnn-vgg19-camvid")
+    return next((n for n in preferred if weights.is_available(weights.get_record(n))), preferred[-1])

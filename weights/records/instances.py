@@ -1,12 +1,14 @@
-"""Instance segmentation: the CamVid Mask R-CNN trained by the project on the frozen ImageNet VGG-19.
+"""Instance segmentation: the CamVid Mask R-CNN trained by the project on the frozen ImageNet VGG-19, and
+torchvision's COCO Mask R-CNN v2 and Keypoint R-CNN where their files are at hand.
 
 The block between RELEASE markers is written by ``python -m core.instances release``
 (sha256 and val metrics of the shipped file); edit the rest by hand.
 """
 
 from core.instances.camvid import INSTANCE_CLASSES
+from core.instances.coco import COCO_CLASSES, KEYPOINT_WEIGHTS, MASKRCNN_WEIGHTS
 from weights.records.backbones import VGG19_CAFFE_FP16
-from weights.registry import ModelRecord, ProjectFile, register
+from weights.registry import ExternalFile, ModelRecord, ProjectFile, register
 
 # RELEASE maskrcnn-vgg19-camvid BEGIN
 MASKRCNN_SHA256 = '8f3963b76fe1340a5d5c456f17edd02e6490e06f8669ec203db488318d2b10fa'
@@ -38,4 +40,52 @@ register(ModelRecord(
     # The detector's own transform normalises (Caffe mean, 0-255, BGR inside the backbone).
     input_size=(360, 480),
     class_names=INSTANCE_CLASSES,
+))
+
+# torchvision's COCO models: the production defaults where their files are at hand. Their weights
+# live on download.pytorch.org, not on the Hub, and these machines cannot fetch them; torchvision
+# publishes the first 8 hex digits of each file's sha256 in its name, and the resolver checks them.
+_TORCHVISION_HOW = (
+    "on a machine with internet run `python -c \"import torchvision.models.detection as d; d.{builder}(weights='DEFAULT')\"` "
+    "and copy {file} from ~/.cache/torch/hub/checkpoints/ into the folder given by --weights-dir"
+)
+
+
+def _torchvision_file(weights_enum, builder: str) -> ExternalFile:
+    file = weights_enum.url.rsplit("/", 1)[-1]  # e.g. maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth
+    return ExternalFile(file, subdir="torchvision", how_to_get=_TORCHVISION_HOW.format(builder=builder, file=file),
+                        sha256_prefix=file.rsplit("-", 1)[-1].split(".")[0])
+
+
+def _published(weights_enum) -> dict:
+    return {"dataset": "COCO val2017 (published by torchvision, not measured here)",
+            **weights_enum.meta["_metrics"]["COCO-val2017"]}
+
+
+register(ModelRecord(
+    name="maskrcnn-r50-fpn-v2-coco",
+    task="instances",
+    builder="core.instances.coco:maskrcnn_r50_fpn_v2_coco",
+    source=_torchvision_file(MASKRCNN_WEIGHTS, "maskrcnn_resnet50_fpn_v2"),
+    sha256=None,
+    state_loader="core.instances.coco:load_torchvision_state",
+    license="BSD-3-Clause (torchvision); trained on COCO (CC BY 4.0 annotations)",
+    description="torchvision's Mask R-CNN v2 (ResNet-50-FPN, Li et al. 2021 recipe) trained on COCO: "
+                "boxes, classes and masks for 80 kinds of object.",
+    metrics=_published(MASKRCNN_WEIGHTS),
+    class_names=COCO_CLASSES,
+))
+
+register(ModelRecord(
+    name="keypointrcnn-r50-fpn-coco",
+    task="instances",
+    builder="core.instances.coco:keypointrcnn_r50_fpn_coco",
+    source=_torchvision_file(KEYPOINT_WEIGHTS, "keypointrcnn_resnet50_fpn"),
+    sha256=None,
+    state_loader="core.instances.coco:load_torchvision_state",
+    license="BSD-3-Clause (torchvision); trained on COCO person keypoints (CC BY 4.0 annotations)",
+    description="torchvision's Keypoint R-CNN (ResNet-50-FPN) trained on COCO: a box and 17 body landmarks "
+                "(nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles) per person; no masks.",
+    metrics=_published(KEYPOINT_WEIGHTS),
+    class_names=("person",),
 ))

@@ -96,7 +96,7 @@ register(ModelRecord(
 
 # RELEASE segnet-vgg19-camvid BEGIN
 SEGNET_SHA256 = None
-SEGNET_METRICS = None
+SEGNET_METRICS = {}
 # RELEASE segnet-vgg19-camvid END
 
 register(ModelRecord(
@@ -113,7 +113,7 @@ register(ModelRecord(
 
 # RELEASE unet-vgg19-camvid BEGIN
 UNET_SHA256 = None
-UNET_METRICS = None
+UNET_METRICS = {}
 # RELEASE unet-vgg19-camvid END
 
 register(ModelRecord(
