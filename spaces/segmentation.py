@@ -23,8 +23,8 @@ from spaces.common import (UploadImage, bundled_example, grouped_batch, load_mod
                            user_errors)
 
 TITLE = "Segmentation"
-SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet trained by the project, colour overlay, legend, "
-           "pixel shares, and a live ENet / SegNet / FCN-8s / U-Net comparison of speed, size and val mIoU.")
+SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet, FCN-8s, SegNet and U-Net trained by the project, colour "
+           "overlay, legend, pixel shares, and a live comparison of their speed, size and val mIoU.")
 
 #: Uploads are shrunk to this longest side: the models work at 320x240 anyway, the overlay stays sharp.
 MAX_SIDE = 1280

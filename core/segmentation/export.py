@@ -61,11 +61,17 @@ _FROZEN_TRAINING = ("the frozen encoder ran once per frame (its relu taps cached
                     "image augmentation (fixed features), on {{threads}} CPU thread(s) (no GPU was lent to this session).")
 _FROZEN_RESOLUTION = "frames resized to {crop_w}x{crop_h} (2/3 of 480x360), padded to 256x320 for the stride-32 encoder"
 
+
+def _frozen_card(architecture: str, init: str, part: str = "decoder") -> dict:
+    return {"architecture": architecture, "init": _FROZEN_INIT.format(part=init),
+            "training": _FROZEN_TRAINING.format(part=part), "resolution": _FROZEN_RESOLUTION}
+
+
 #: What the card says about each released model's architecture, initialisation and training.
 CARD_TEXT = {
     "enet": {
         "architecture": "ENet as in the paper's Table 1 (initial block, bottlenecks with regular, dilated and "
-                        "asymmetric convs, PReLU, spatial dropout, max-unpool decoder); `core/segmentation/enet.py`.",
+        "asymmetric convs, PReLU, spatial dropout, max-unpool decoder); `core/segmentation/enet.py`.",
         "init": "from scratch (random), as in the ENet paper; no ImageNet weights.",
         "training": "class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {lr:g} with polynomial decay over "
                     "the time budget, weight decay {weight_decay:g}, batch {batch_size}, flip / scale+crop / colour "
@@ -73,32 +79,23 @@ CARD_TEXT = {
         "resolution": "frames scaled by {scale:.4g} (480x360 -> 320x240), random {crop_w}x{crop_h} crops after a random "
                       "scale in {scale_range}",
     },
-    "fcn8s-vgg19": {
-        "architecture": "FCN-8s (Long et al.): class scores from pool5 (through a 3x3 conv to 256 channels and a 1x1, "
-                        "DeepLab-LargeFOV-style instead of the 4096-wide fc6/fc7), fused with scores from pool4 and "
-                        "pool3 after learned 2x upsamplings (bilinear-initialised), then 8x; `core/segmentation/fcn.py`.",
-        "init": _FROZEN_INIT.format(part="head: random, score layers of the skips zero-initialised as in the paper"),
-        "training": _FROZEN_TRAINING.format(part="head"),
-        "resolution": _FROZEN_RESOLUTION,
-    },
-    "segnet-vgg19": {
-        "architecture": "SegNet's decoder (Badrinarayanan et al.): five stages mirroring VGG-16's blocks (13 3x3 "
-                        "convs with BN and ReLU), each starting with `max_unpool2d` from the pooling indices of the "
-                        "mirrored encoder block, then a 3x3 conv to the classes; the encoder is VGG-19 (whose ImageNet "
-                        "weights are at hand) instead of the paper's VGG-16; `core/segmentation/segnet.py`.",
-        "init": _FROZEN_INIT.format(part="decoder: random (PyTorch's default init)"),
-        "training": _FROZEN_TRAINING.format(part="decoder"),
-        "resolution": _FROZEN_RESOLUTION,
-    },
-    "unet-vgg19": {
-        "architecture": "U-Net (Ronneberger et al.) on timm's `vgg19` `features_only` encoder: from relu5_4 "
-                        "(stride 16), four decoder blocks each upsample 2x, concatenate the encoder map of that stride "
-                        "(relu4_4, relu3_4, relu2_2, relu1_2) and apply two 3x3 conv-BN-ReLU (256, 128, 64, 32 "
-                        "channels), then a 3x3 conv to the classes; `core/segmentation/unet.py`.",
-        "init": _FROZEN_INIT.format(part="decoder: random (PyTorch's default init)"),
-        "training": _FROZEN_TRAINING.format(part="decoder"),
-        "resolution": _FROZEN_RESOLUTION,
-    },
+    "fcn8s-vgg19": _frozen_card(
+        "FCN-8s (Long et al.): class scores from pool5 (through a 3x3 conv to 256 channels and a 1x1, "
+        "DeepLab-LargeFOV-style instead of the 4096-wide fc6/fc7), fused with scores from pool4 and "
+        "pool3 after learned 2x upsamplings (bilinear-initialised), then 8x; `core/segmentation/fcn.py`.",
+        "head: random, score layers of the skips zero-initialised as in the paper", part="head"),
+    "segnet-vgg19": _frozen_card(
+        "SegNet's decoder (Badrinarayanan et al.): five stages mirroring VGG-16's blocks (13 3x3 "
+        "convs with BN and ReLU), each starting with `max_unpool2d` from the pooling indices of the "
+        "mirrored encoder block, then a 3x3 conv to the classes; the encoder is VGG-19 (whose ImageNet "
+        "weights are at hand) instead of the paper's VGG-16; `core/segmentation/segnet.py`.",
+        "decoder: random (PyTorch's default init)"),
+    "unet-vgg19": _frozen_card(
+        "U-Net (Ronneberger et al.) on timm's `vgg19` `features_only` encoder: from relu5_4 "
+        "(stride 16), four decoder blocks each upsample 2x, concatenate the encoder map of that stride "
+        "(relu4_4, relu3_4, relu2_2, relu1_2) and apply two 3x3 conv-BN-ReLU (256, 128, 64, 32 "
+        "channels), then a 3x3 conv to the classes; `core/segmentation/unet.py`.",
+        "decoder: random (PyTorch's default init)"),
 }
 
 
