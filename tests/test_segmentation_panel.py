@@ -80,6 +80,22 @@ def test_release_writes_fp16_weights_card_and_scores_what_ships(shared, tmp_path
     assert f"**{100 * result['mIoU']:.1f}**" in card  # the shipped file's val mIoU is in the table
 
 
+def test_release_with_a_palette_ships_a_smaller_file_and_says_so(shared, tmp_path, random_enet_checkpoint):
+    from core.segmentation.export import release
+
+    checkpoint, model = random_enet_checkpoint
+    out_dir = tmp_path / "weights"
+    result = release(checkpoint, "enet-camvid", shared / "data/camvid", limit=1, weights_dir=out_dir, palette_bits=4)
+    fp16_bytes = sum(v.numel() * 2 if v.is_floating_point() else 0 for v in model.state_dict().values())
+    assert result["bytes"] < 0.7 * fp16_bytes  # ENet has many small tensors, which stay fp16
+    from safetensors import safe_open
+
+    with safe_open(str(out_dir / "enet-camvid.safetensors"), "pt") as f:
+        assert "stage2.0.branch.1.0.weight.palette" in f.keys() and "initial.conv.weight" in f.keys()
+    card = (out_dir / "cards" / "enet-camvid.md").read_text()
+    assert "4-bit palettised (16 fp16 values per output channel" in card and "--palette-bits 4`" in card
+
+
 def test_pin_record_rewrites_only_the_release_block(tmp_path):
     from core.segmentation.export import RECORDS_FILE, pin_record
 

@@ -174,7 +174,12 @@ def create(name: str, *, device: torch.device | str | None = None, weights_dir=N
 
 
 def load_safetensors(path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file as fp32 tensors (weights may be stored fp16 to halve their size)."""
+    """Read a safetensors file as fp32 tensors (weights may be stored fp16, or palettised: :mod:`weights.palette`)."""
     from safetensors.torch import load_file
 
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+    from weights.palette import depalettize, is_palettized
+
+    raw = load_file(str(path))
+    if is_palettized(raw):
+        raw = depalettize(raw)
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in raw.items()}

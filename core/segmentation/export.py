@@ -1,9 +1,10 @@
-"""Turn a training checkpoint into the shipped weights: fp16 safetensors, val metrics, model card, registry record.
+"""Turn a training checkpoint into the shipped weights: fp16 (or palettised) safetensors, val metrics, model card,
+registry record.
 
     python -m core.segmentation export --checkpoint runs/enet/best.pt --out weights/enet-camvid.safetensors
     python -m core.segmentation release --checkpoint runs/enet/best.pt --name enet-camvid --data ../shared/data/camvid
 
-``release`` is the one command after training: it exports, scores the *fp16 file* on CamVid
+``release`` is the one command after training: it exports, scores the *shipped file* on CamVid
 val (so the card reports what ships), writes ``weights/cards/<name>.md`` and pins sha256 and
 metrics in ``weights/records/segmentation.py``.
 """
@@ -23,20 +24,25 @@ REPO = Path(__file__).resolve().parents[2]
 RECORDS_FILE = REPO / "weights" / "records" / "segmentation.py"
 
 
-def export_fp16(checkpoint, out) -> dict:
-    """best.pt -> fp16 safetensors (BN statistics and PReLU slopes included); returns sha256, size, val metrics."""
+def export_weights(checkpoint, out, palette_bits: int = 0) -> dict:
+    """best.pt -> fp16 safetensors (BN statistics and PReLU slopes included), or with ``palette_bits`` 4 or 8 the
+    large weights palettised (:mod:`weights.palette`) and the rest fp16; returns sha256, size, val metrics."""
     from safetensors.torch import save_file
 
+    from weights.palette import palettize
+
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in ckpt["model"].items()}
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    state = {k: v for k, v in ckpt["model"].items() if not k.endswith("num_batches_tracked")}
+    if palette_bits:
+        state = palettize(state, palette_bits)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out))
     digest = hashlib.sha256(Path(out).read_bytes()).hexdigest()
     val = ckpt.get("val", {})
     return {"out": str(out), "sha256": digest, "bytes": Path(out).stat().st_size, "epoch": ckpt.get("epoch"),
             "val_mIoU": val.get("mIoU"), "val_iou": val.get("iou"), "val_class_avg": val.get("class_avg"),
-            "val_global": val.get("global_accuracy"), "args": ckpt.get("args")}
+            "val_global": val.get("global_accuracy"), "args": ckpt.get("args"), "palette_bits": palette_bits}
 
 
 def training_command(args: dict) -> str:
@@ -117,6 +123,16 @@ def _command(args: dict) -> str:
     return " ".join(parts) + " --resume"
 
 
+def _storage(info: dict, short: bool = False) -> str:
+    bits = info.get("palette_bits")
+    if not bits:
+        return "fp16" if short else "fp16 safetensors"
+    if short:
+        return f"{bits}-bit palettised"
+    return (f"safetensors with every conv weight {bits}-bit palettised ({2 ** bits} fp16 values per output channel, "
+            f"1-D k-means; `weights/palette.py`) and the rest fp16")
+
+
 def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: float | None, run: dict) -> str:
     """Markdown model card: data, initialisation, exact command, epochs, per-class val IoU in the lecture's order."""
     from core.segmentation.classes import LECTURE_ORDER
@@ -142,7 +158,7 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
         "",
         record.description,
         "",
-        f"- **File**: `weights/{Path(info['out']).name}`, {info['bytes'] / 1e6:.2f} MB, fp16 safetensors, "
+        f"- **File**: `weights/{Path(info['out']).name}`, {info['bytes'] / 1e6:.2f} MB, {_storage(info)}, "
         f"sha256 `{info['sha256']}`.",
         f"- **Architecture**: {text['architecture']}",
         f"- **Initialisation**: {text['init']}",
@@ -158,9 +174,10 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
         f"- **Command**: `{_command(args)}`",
         f"- **Release command** (export + val evaluation + this card + registry record): "
         f"`python -m core.segmentation release --checkpoint {info['checkpoint']} --name {name} --data {run['data']}"
-        + (" --weights-dir ../shared/weights`" if record.extra_files else "`"),
+        + (" --weights-dir ../shared/weights" if record.extra_files else "")
+        + (f" --palette-bits {info['palette_bits']}`" if info.get("palette_bits") else "`"),
         "",
-        f"## CamVid val ({result['frames']} frames), fp16 weights as shipped",
+        f"## CamVid val ({result['frames']} frames), weights as shipped",
         "",
         head,
         rule,
@@ -169,8 +186,11 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
         "",
     ]
     if checkpoint_val is not None:
-        lines.append(f"The fp32 checkpoint scored {100 * checkpoint_val:.2f} val mIoU; the fp16 file scores "
-                     f"{100 * result['mIoU']:.2f}: storing fp16 keeps the accuracy.")
+        cost = 100 * (checkpoint_val - result["mIoU"])
+        verdict = (f"storing it {_storage(info, short=True)} keeps the accuracy" if cost < 0.5
+                   else f"storing it {_storage(info, short=True)} costs {cost:.2f} points")
+        lines.append(f"The fp32 checkpoint scored {100 * checkpoint_val:.2f} val mIoU; the shipped file scores "
+                     f"{100 * result['mIoU']:.2f}: {verdict}.")
         lines.append("")
     lines.append("Reference (CamVid **test**, from the papers): ENet 51.3 class IoU, SegNet 55.6 (lecture table), "
                  "a public PyTorch ENet 52.1, SegNet with an ImageNet encoder 60.1. This CPU-budget model is far from "
@@ -191,7 +211,7 @@ def pin_record(block_name: str, sha256: str, metrics: dict, records_file: Path =
 
 
 def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None = None, weights_dir: Path | None = None,
-            encoder_weights_dir=None) -> dict:
+            encoder_weights_dir=None, palette_bits: int = 0) -> dict:
     """Export ``checkpoint`` as ``weights/<name>.safetensors``, score it on val, write card and record.
 
     ``encoder_weights_dir``: where a frozen encoder's weights are (``--weights-dir`` of the app).
@@ -209,7 +229,7 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
     weights_dir = Path(weights_dir or REPO / "weights")
     record = get_record(name)
     out = weights_dir / record.source.filename
-    info = export_fp16(checkpoint, out)
+    info = export_weights(checkpoint, out, palette_bits)
     info["checkpoint"] = str(checkpoint)
     model = import_object(record.builder)(**record.builder_kwargs)
     state = import_object(record.state_loader)(out) if record.state_loader else load_safetensors(out)
@@ -245,15 +265,21 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
 def main(args) -> int:
     if args.command == "release":
         print(json.dumps(release(args.checkpoint, args.name, args.data, threads=args.threads, limit=args.limit,
-                                 encoder_weights_dir=args.weights_dir), indent=1))
+                                 encoder_weights_dir=args.weights_dir, palette_bits=args.palette_bits), indent=1))
     else:
-        print(json.dumps(export_fp16(args.checkpoint, args.out), indent=1))
+        print(json.dumps(export_weights(args.checkpoint, args.out, args.palette_bits), indent=1))
     return 0
+
+
+def _add_palette_argument(p) -> None:
+    p.add_argument("--palette-bits", type=int, choices=(0, 4, 8), default=0,
+                   help="0: fp16; 4 or 8: palettise the conv weights (for decoders too big for the repository in fp16)")
 
 
 def add_arguments(p) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
+    _add_palette_argument(p)
 
 
 def add_release_arguments(p) -> None:
@@ -263,3 +289,4 @@ def add_release_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke tests)")
     p.add_argument("--weights-dir", default=None, help="folder with a frozen encoder's weights (vgg19-caffe/)")
+    _add_palette_argument(p)
