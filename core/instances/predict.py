@@ -51,23 +51,25 @@ def detect(model, class_names, images: list[torch.Tensor], *, score: float = 0.5
     outputs = model([x.to(param.device, param.dtype) for x in images])
     results = []
     for out in outputs:
-        keep = (out["scores"] >= score).nonzero()[:, 0].cpu()
-        out = {k: v.cpu() for k, v in out.items()}  # one transfer per tensor, not one per instance
-        masks = out["masks"][keep, 0] > 0.5 if "masks" in out else [None] * len(keep)
+        keep = out["scores"] >= score
+        out = {k: v[keep].cpu() for k, v in out.items()}  # one transfer per output, of the kept detections only
+        n = len(out["scores"])
+        masks = out["masks"][:, 0] > 0.5 if "masks" in out else [None] * n
         if "keypoints" in out:  # x, y, and torchvision's per-keypoint score in place of its constant visibility
-            points = torch.cat([out["keypoints"][keep, :, :2], out["keypoints_scores"][keep, :, None]], dim=2)
+            points = torch.cat([out["keypoints"][..., :2], out["keypoints_scores"][..., None]], dim=2)
         else:
-            points = [None] * len(keep)
+            points = [None] * n
         results.append([
-            Instance(class_names[int(out["labels"][k]) - 1], float(out["scores"][k]),
-                     tuple(float(v) for v in out["boxes"][k]), mask, kp)
-            for k, mask, kp in zip(keep.tolist(), masks, points)
+            Instance(class_names[label - 1], s, tuple(box), mask, kp)
+            for label, s, box, mask, kp in zip(out["labels"].tolist(), out["scores"].tolist(), out["boxes"].tolist(),
+                                                masks, points)
         ])
     return results
 
 
 def draw(image: torch.Tensor, instances: list[Instance], *, masks: bool = True, boxes: bool = True,
-         keypoints: bool = True, alpha: float = 0.5, skeleton=COCO_SKELETON, keypoint_score: float = 0.0) -> torch.Tensor:
+         keypoints: bool = True, alpha: float = 0.5, skeleton=COCO_SKELETON,
+         keypoint_score: float = 0.0) -> torch.Tensor:
     """uint8 3xHxW -> the same with each instance's mask, box and "label score", and skeleton, in its own colour.
 
     A keypoint is drawn (with the ``skeleton`` edges between drawn keypoints) when its score

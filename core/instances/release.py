@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from core.instances.evaluate import percent
-from core.segmentation.export import REPO, export_fp16, pin_record
+from core.segmentation.export import REPO, export_weights, pin_record
 
 NAME = "maskrcnn-vgg19-camvid"
 RECORDS_FILE = REPO / "weights" / "records" / "instances.py"
@@ -90,7 +90,7 @@ def release(checkpoint, data, *, threads: int = 2, limit: int | None = None, wei
     weights_dir = Path(weights_dir or REPO / "weights")
     record = weights.get_record(NAME)
     out = weights_dir / record.source.filename
-    info = export_fp16(checkpoint, out)
+    info = export_weights(checkpoint, out)
     info["checkpoint"] = str(checkpoint)
     model = import_object(record.builder)()
     model.load_state_dict(import_object(record.state_loader)(out), strict=True)
