@@ -24,6 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 RECORDS_FILE = REPO / "weights" / "records" / "segmentation.py"
 
 
+def _fits_fp16(v: torch.Tensor) -> bool:
+    """Float tensors go fp16 unless a value would overflow it: a BN right after the frozen encoder's raw
+    activations keeps running variances in the millions, which fp16 (max 65504) would turn into inf."""
+    return v.is_floating_point() and bool(v.abs().max() <= torch.finfo(torch.float16).max)
+
+
 def export_weights(checkpoint, out, palette_bits: int = 0) -> dict:
     """best.pt -> fp16 safetensors (BN statistics and PReLU slopes included), or with ``palette_bits`` 4 or 8 the
     large weights palettised (:mod:`weights.palette`) and the rest fp16; returns sha256, size, val metrics."""
@@ -35,7 +41,7 @@ def export_weights(checkpoint, out, palette_bits: int = 0) -> dict:
     state = {k: v for k, v in ckpt["model"].items() if not k.endswith("num_batches_tracked")}
     if palette_bits:
         state = palettize(state, palette_bits)
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    state = {k: (v.half() if _fits_fp16(v) else v).contiguous() for k, v in state.items()}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out))
     digest = hashlib.sha256(Path(out).read_bytes()).hexdigest()
@@ -130,7 +136,7 @@ def _storage(info: dict, short: bool = False) -> str:
     if short:
         return f"{bits}-bit palettised"
     return (f"safetensors with every conv weight {bits}-bit palettised ({2 ** bits} fp16 values per output channel, "
-            f"1-D k-means; `weights/palette.py`) and the rest fp16")
+            f"1-D k-means; `weights/palette.py`) and the rest fp16 (fp32 where a value exceeds fp16's range)")
 
 
 def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: float | None, run: dict) -> str:

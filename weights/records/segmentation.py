@@ -95,8 +95,23 @@ register(ModelRecord(
 ))
 
 # RELEASE segnet-vgg19-camvid BEGIN
-SEGNET_SHA256 = None
-SEGNET_METRICS = {}
+SEGNET_SHA256 = 'ea66c8e78d8e21c8ae06571678a8a10ae9fc981d2b048822d28f579611324de0'
+SEGNET_METRICS = {'dataset': 'CamVid val (101 frames)',
+ 'mIoU': 0.6082,
+ 'class_avg': 0.7404,
+ 'global_accuracy': 0.8987,
+ 'iou': {'Sky': 0.9392,
+         'Building': 0.8361,
+         'Pole': 0.1306,
+         'Road': 0.9272,
+         'Sidewalk': 0.7422,
+         'Tree': 0.873,
+         'Sign': 0.329,
+         'Fence': 0.3862,
+         'Car': 0.7585,
+         'Pedestrian': 0.263,
+         'Bicyclist': 0.5052},
+ 'epochs': 15}
 # RELEASE segnet-vgg19-camvid END
 
 register(ModelRecord(
@@ -112,8 +127,23 @@ register(ModelRecord(
 ))
 
 # RELEASE unet-vgg19-camvid BEGIN
-UNET_SHA256 = None
-UNET_METRICS = {}
+UNET_SHA256 = '5dcacce9deffda59df5ba88c6e4ba1001c61fba9f6f4341a2f66be4bd829daba'
+UNET_METRICS = {'dataset': 'CamVid val (101 frames)',
+ 'mIoU': 0.5077,
+ 'class_avg': 0.7158,
+ 'global_accuracy': 0.8253,
+ 'iou': {'Sky': 0.9402,
+         'Building': 0.5916,
+         'Pole': 0.0515,
+         'Road': 0.9139,
+         'Sidewalk': 0.7193,
+         'Tree': 0.829,
+         'Sign': 0.1647,
+         'Fence': 0.3907,
+         'Car': 0.4884,
+         'Pedestrian': 0.1659,
+         'Bicyclist': 0.329},
+ 'epochs': 22}
 # RELEASE unet-vgg19-camvid END
 
 register(ModelRecord(
