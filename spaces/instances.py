@@ -232,11 +232,11 @@ def build() -> None:
         "Keypoint R-CNN (17 body landmarks per person, the lecture's \"landmarks\") are in the list too. "
         "The examples are scikit-image's pictures, the only ones the app may redistribute."
     )
-    missing = [n for n in weights.list_models("instances") if n not in instance_models()]
+    models = instance_models()
+    missing = [n for n in weights.list_models("instances") if n not in models]
     if missing:
         gr.Markdown("Not on this host: " + "; ".join(
             f"`{n}` ({weights.get_record(n).source.describe()})" for n in missing) + ". The About tab says how to get them.")
-    models = instance_models()
     default = default_model()
     with gr.Row():
         with gr.Column():

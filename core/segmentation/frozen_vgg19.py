@@ -12,10 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Channels of the taps, shallow to deep (VGG-19's blocks 1..5).
-TAP_CHANNELS = (64, 128, 256, 512, 512)
-
-
 def vgg19_taps() -> nn.Module:
     """Frozen VGG-19 ``features_only`` encoder, random weights (:func:`load_frozen_vgg19_state` adds ImageNet's)."""
     import timm

@@ -57,6 +57,26 @@ def poly_lr(base: float, progress: float, power: float = 0.9) -> float:
     return base * (1 - min(max(progress, 0.0), 0.99)) ** power
 
 
+def set_budget_lr(optimizer, base: float, step: int, total_steps: int, elapsed_s: float,
+                  time_limit_min: float | None) -> None:
+    """:func:`poly_lr` by whichever budget runs out first, steps or minutes.
+
+    On a CPU the budget is time, not epochs: the learning rate reaches ~0 when the time limit stops the run.
+    """
+    progress = step / total_steps
+    if time_limit_min:
+        progress = max(progress, elapsed_s / (time_limit_min * 60))
+    for group in optimizer.param_groups:
+        group["lr"] = poly_lr(base, progress)
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save through a temporary file: a kill mid-save never leaves a broken checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
 def train(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -97,13 +117,8 @@ def train(args) -> dict:
             x, y = augment_batch(train_set.images[idx], train_set.labels[idx], tuple(args.crop),
                                  base_scale=args.scale, scale=tuple(args.scale_range), generator=g)
             x, y = imagenet_normalize(x.to(device)), y.to(device)
-            # On a CPU the budget is time, not epochs: decay by whichever runs out first, so the
-            # learning rate reaches ~0 when the time limit stops the run.
-            progress = (epoch * steps_per_epoch + i) / total_steps
-            if args.time_limit:
-                progress = max(progress, (elapsed_before + time.time() - t_start) / (args.time_limit * 60))
-            for group in optimizer.param_groups:
-                group["lr"] = poly_lr(args.lr, progress)
+            set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, total_steps,
+                          elapsed_before + time.time() - t_start, args.time_limit)
             with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp and device.type == "cuda"):
                 loss = F.cross_entropy(model(x).float(), y, weight=weights, ignore_index=VOID)
             optimizer.zero_grad(set_to_none=True)
@@ -123,10 +138,8 @@ def train(args) -> dict:
         log.flush()
         if improved:
             torch.save({"model": model.state_dict(), "epoch": epoch, "val": val, "args": vars(args)}, out / "best.pt")
-        tmp = out / "last.pt.tmp"
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                    "best_miou": best, "elapsed_s": elapsed_before + time.time() - t_start, "args": vars(args)}, tmp)
-        tmp.replace(last)  # atomic: a kill mid-save never leaves a broken checkpoint
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                     "best_miou": best, "elapsed_s": elapsed_before + time.time() - t_start, "args": vars(args)}, last)
         if args.time_limit and elapsed_before + time.time() - t_start > args.time_limit * 60:
             print(f"time limit of {args.time_limit} min reached after epoch {epoch}", flush=True)
             break

@@ -25,7 +25,7 @@ from core.segmentation.classes import CAMVID_CLASSES, VOID
 from core.segmentation.data import enet_class_weights, load_camvid
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride
-from core.segmentation.train import poly_lr
+from core.segmentation.train import save_atomic, set_budget_lr
 
 #: ``--model`` -> the registered model it trains (its builder, normalisation and RELEASE block).
 MODELS = {"fcn8s-vgg19": "fcn8s-vgg19-camvid", "segnet-vgg19": "segnet-vgg19-camvid", "unet-vgg19": "unet-vgg19-camvid"}
@@ -63,8 +63,7 @@ def load_cache(model, record, args) -> dict:
         if not path.exists():
             data = load_camvid(args.data, split, size=tuple(args.size), limit=args.limit)
             encoded = encode_split(model.encoder, record, data, log=lambda m: print(f"{split}: {m}", flush=True))
-            torch.save(encoded, path.with_suffix(".tmp"))
-            path.with_suffix(".tmp").replace(path)
+            save_atomic(encoded, path)
             del encoded
         cache[split] = torch.load(path, weights_only=True, mmap=True)
     return cache
@@ -133,12 +132,8 @@ def train_frozen(args) -> dict:
         total, t0 = 0.0, time.time()
         for i in range(steps_per_epoch):
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            # The budget is time as much as epochs: decay by whichever runs out first.
-            progress = (epoch * steps_per_epoch + i) / (args.epochs * steps_per_epoch)
-            if args.time_limit:
-                progress = max(progress, (elapsed_before + time.time() - t_start) / (args.time_limit * 60))
-            for group in optimizer.param_groups:
-                group["lr"] = poly_lr(args.lr, progress)
+            set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
+                          elapsed_before + time.time() - t_start, args.time_limit)
             target = cache["train"]["labels"][idx].to(device).long()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
                 logits = model.decode(_taps(cache["train"], idx, device))
@@ -159,10 +154,8 @@ def train_frozen(args) -> dict:
         if val["mIoU"] > best:
             best = val["mIoU"]
             torch.save({"model": state, "epoch": epoch, "val": val, "args": saved_args}, out / "best.pt")
-        tmp = out / "last.pt.tmp"
-        torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": epoch, "best_miou": best,
-                    "elapsed_s": elapsed, "args": saved_args}, tmp)
-        tmp.replace(last)  # atomic: a kill mid-save never leaves a broken checkpoint
+        save_atomic({"model": state, "optimizer": optimizer.state_dict(), "epoch": epoch, "best_miou": best,
+                     "elapsed_s": elapsed, "args": saved_args}, last)
         if args.time_limit and elapsed > args.time_limit * 60:
             print(f"time limit of {args.time_limit} min reached after epoch {epoch}", flush=True)
             break

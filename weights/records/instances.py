@@ -51,41 +51,37 @@ _TORCHVISION_HOW = (
 )
 
 
-def _torchvision_file(weights_enum, builder: str) -> ExternalFile:
+def _register_torchvision(name: str, builder: str, weights_enum, torchvision_builder: str, *, data: str,
+                          description: str, class_names: tuple[str, ...]) -> None:
     file = weights_enum.url.rsplit("/", 1)[-1]  # e.g. maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth
-    return ExternalFile(file, subdir="torchvision", how_to_get=_TORCHVISION_HOW.format(builder=builder, file=file),
-                        sha256_prefix=file.rsplit("-", 1)[-1].split(".")[0])
+    register(ModelRecord(
+        name=name,
+        task="instances",
+        builder=builder,
+        source=ExternalFile(file, subdir="torchvision",
+                            how_to_get=_TORCHVISION_HOW.format(builder=torchvision_builder, file=file),
+                            sha256_prefix=file.rsplit("-", 1)[-1].split(".")[0]),
+        sha256=None,
+        state_loader="core.instances.coco:load_torchvision_state",
+        license=f"BSD-3-Clause (torchvision); trained on {data} (CC BY 4.0 annotations)",
+        description=description,
+        metrics={"dataset": "COCO val2017 (published by torchvision, not measured here)",
+                 **weights_enum.meta["_metrics"]["COCO-val2017"]},
+        class_names=class_names,
+    ))
 
 
-def _published(weights_enum) -> dict:
-    return {"dataset": "COCO val2017 (published by torchvision, not measured here)",
-            **weights_enum.meta["_metrics"]["COCO-val2017"]}
-
-
-register(ModelRecord(
-    name="maskrcnn-r50-fpn-v2-coco",
-    task="instances",
-    builder="core.instances.coco:maskrcnn_r50_fpn_v2_coco",
-    source=_torchvision_file(MASKRCNN_WEIGHTS, "maskrcnn_resnet50_fpn_v2"),
-    sha256=None,
-    state_loader="core.instances.coco:load_torchvision_state",
-    license="BSD-3-Clause (torchvision); trained on COCO (CC BY 4.0 annotations)",
+_register_torchvision(
+    "maskrcnn-r50-fpn-v2-coco", "core.instances.coco:maskrcnn_r50_fpn_v2_coco", MASKRCNN_WEIGHTS,
+    "maskrcnn_resnet50_fpn_v2", data="COCO",
     description="torchvision's Mask R-CNN v2 (ResNet-50-FPN, Li et al. 2021 recipe) trained on COCO: "
                 "boxes, classes and masks for 80 kinds of object.",
-    metrics=_published(MASKRCNN_WEIGHTS),
     class_names=COCO_CLASSES,
-))
-
-register(ModelRecord(
-    name="keypointrcnn-r50-fpn-coco",
-    task="instances",
-    builder="core.instances.coco:keypointrcnn_r50_fpn_coco",
-    source=_torchvision_file(KEYPOINT_WEIGHTS, "keypointrcnn_resnet50_fpn"),
-    sha256=None,
-    state_loader="core.instances.coco:load_torchvision_state",
-    license="BSD-3-Clause (torchvision); trained on COCO person keypoints (CC BY 4.0 annotations)",
+)
+_register_torchvision(
+    "keypointrcnn-r50-fpn-coco", "core.instances.coco:keypointrcnn_r50_fpn_coco", KEYPOINT_WEIGHTS,
+    "keypointrcnn_resnet50_fpn", data="COCO person keypoints",
     description="torchvision's Keypoint R-CNN (ResNet-50-FPN) trained on COCO: a box and 17 body landmarks "
                 "(nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles) per person; no masks.",
-    metrics=_published(KEYPOINT_WEIGHTS),
     class_names=("person",),
-))
+)

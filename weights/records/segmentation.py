@@ -69,30 +69,33 @@ FCN8S_METRICS = {'dataset': 'CamVid val (101 frames)',
  'epochs': 34}
 # RELEASE fcn8s-vgg19-camvid END
 
-# FCN-8s, SegNet and U-Net on the frozen ImageNet VGG-19: each ships only what it trained (fp16);
-# the encoder is the vgg19-caffe file, resolved like any weights, and takes Caffe's input convention.
-_FROZEN_VGG19 = dict(
-    state_loader="core.segmentation.frozen_vgg19:load_frozen_vgg19_state",
-    extra_files=(VGG19_CAFFE_FP16,),
-    license="MIT (project code; decoder trained on CamVid); encoder VGG-19, CC BY 4.0",
-    color_order="BGR",
-    pixel_scale=255.0,
-    mean=(103.939, 116.779, 123.68),
-    std=(1.0, 1.0, 1.0),
-    **_CAMVID,
-)
+def _register_frozen_vgg19(name: str, builder: str, sha256: str | None, metrics: dict, description: str) -> None:
+    """FCN-8s, SegNet and U-Net on the frozen ImageNet VGG-19: each ships only what it trained; the encoder
+    is the vgg19-caffe file, resolved like any weights, and takes Caffe's input convention."""
+    register(ModelRecord(
+        name=name,
+        builder=builder,
+        source=ProjectFile(f"{name}.safetensors"),
+        sha256=sha256,
+        state_loader="core.segmentation.frozen_vgg19:load_frozen_vgg19_state",
+        extra_files=(VGG19_CAFFE_FP16,),
+        license="MIT (project code; decoder trained on CamVid); encoder VGG-19, CC BY 4.0",
+        description=description,
+        metrics=metrics,
+        card=f"{name}.md" if sha256 else None,  # `release` writes the card with the weights
+        color_order="BGR",
+        pixel_scale=255.0,
+        mean=(103.939, 116.779, 123.68),
+        std=(1.0, 1.0, 1.0),
+        **_CAMVID,
+    ))
 
-register(ModelRecord(
-    name="fcn8s-vgg19-camvid",
-    builder="core.segmentation.fcn:fcn8s_vgg19_frozen",
-    source=ProjectFile("fcn8s-vgg19-camvid.safetensors"),
-    sha256=FCN8S_SHA256,
-    description="FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
-                "only the head is shipped (fp16), trained on CamVid by `python -m core.segmentation train-frozen`.",
-    metrics=FCN8S_METRICS,
-    card="fcn8s-vgg19-camvid.md" if FCN8S_SHA256 else None,  # `release` writes the card with the weights
-    **_FROZEN_VGG19,
-))
+
+_register_frozen_vgg19(
+    "fcn8s-vgg19-camvid", "core.segmentation.fcn:fcn8s_vgg19_frozen", FCN8S_SHA256, FCN8S_METRICS,
+    "FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
+    "only the head is shipped (fp16), trained on CamVid by `python -m core.segmentation train-frozen`.",
+)
 
 # RELEASE segnet-vgg19-camvid BEGIN
 SEGNET_SHA256 = 'ea66c8e78d8e21c8ae06571678a8a10ae9fc981d2b048822d28f579611324de0'
@@ -114,17 +117,11 @@ SEGNET_METRICS = {'dataset': 'CamVid val (101 frames)',
  'epochs': 15}
 # RELEASE segnet-vgg19-camvid END
 
-register(ModelRecord(
-    name="segnet-vgg19-camvid",
-    builder="core.segmentation.segnet:segnet_vgg19_frozen",
-    source=ProjectFile("segnet-vgg19-camvid.safetensors"),
-    sha256=SEGNET_SHA256,
-    description="SegNet's decoder (13 convs with BN, upsampling by max-unpooling with the encoder's pooling indices) "
-                "on the frozen ImageNet VGG-19 from vgg19-caffe; only the decoder is shipped (fp16).",
-    metrics=SEGNET_METRICS,
-    card="segnet-vgg19-camvid.md" if SEGNET_SHA256 else None,
-    **_FROZEN_VGG19,
-))
+_register_frozen_vgg19(
+    "segnet-vgg19-camvid", "core.segmentation.segnet:segnet_vgg19_frozen", SEGNET_SHA256, SEGNET_METRICS,
+    "SegNet's decoder (13 convs with BN, upsampling by max-unpooling with the encoder's pooling indices) "
+    "on the frozen ImageNet VGG-19 from vgg19-caffe; only the decoder is shipped (4-bit palettised).",
+)
 
 # RELEASE unet-vgg19-camvid BEGIN
 UNET_SHA256 = '5dcacce9deffda59df5ba88c6e4ba1001c61fba9f6f4341a2f66be4bd829daba'
@@ -146,14 +143,8 @@ UNET_METRICS = {'dataset': 'CamVid val (101 frames)',
  'epochs': 22}
 # RELEASE unet-vgg19-camvid END
 
-register(ModelRecord(
-    name="unet-vgg19-camvid",
-    builder="core.segmentation.unet:unet_vgg19_frozen",
-    source=ProjectFile("unet-vgg19-camvid.safetensors"),
-    sha256=UNET_SHA256,
-    description="U-Net decoder (upsample, concatenate the skip, two 3x3 convs, at strides 8..1) on the frozen "
-                "ImageNet VGG-19 (timm features_only) from vgg19-caffe; only the decoder is shipped (fp16).",
-    metrics=UNET_METRICS,
-    card="unet-vgg19-camvid.md" if UNET_SHA256 else None,
-    **_FROZEN_VGG19,
-))
+_register_frozen_vgg19(
+    "unet-vgg19-camvid", "core.segmentation.unet:unet_vgg19_frozen", UNET_SHA256, UNET_METRICS,
+    "U-Net decoder (upsample, concatenate the skip, two 3x3 convs, at strides 8..1) on the frozen "
+    "ImageNet VGG-19 (timm features_only) from vgg19-caffe; only the decoder is shipped (4-bit palettised).",
+)
