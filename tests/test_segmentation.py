@@ -223,10 +223,10 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
     args = SimpleNamespace(
         model="enet", data=str(shared / "data/camvid"), out=str(tmp_path), epochs=2, batch_size=2,
         crop=(64, 96), scale=0.25, scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1,
-        device="cpu", amp=False, resume=True, limit=2, time_limit=None, seed=0,
+        device="cpu", amp=True, resume=True, limit=2, time_limit=None, seed=0, init=None,
     )
     args.epochs = 1
-    train(args)
+    train(args)  # amp on a CPU: bf16 autocast
     first = torch.load(tmp_path / "last.pt", weights_only=True)
     assert first["epoch"] == 0 and (tmp_path / "best.pt").exists()
     args.epochs = 2
@@ -235,6 +235,25 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
     assert second["epoch"] == 1  # continued from epoch 0, did not start over
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert len(lines) == 2
+
+
+def test_training_can_start_from_a_released_file_and_refuses_one_of_another_model(tmp_path):
+    from safetensors.torch import save_file
+
+    from core.segmentation.enet import enet
+    from core.segmentation.train import init_weights
+
+    released = enet(num_classes=11)
+    state = {k: v.half() for k, v in released.state_dict().items() if not k.endswith("num_batches_tracked")}
+    save_file(state, str(tmp_path / "enet.safetensors"))
+    fresh = enet(num_classes=11)
+    init_weights(fresh, tmp_path / "enet.safetensors")
+    for k, v in state.items():
+        assert torch.equal(fresh.state_dict()[k], v.float()), k
+
+    save_file({k: v for k, v in state.items() if k.startswith("initial")}, str(tmp_path / "part.safetensors"))
+    with pytest.raises(ValueError, match="does not fit the model"):
+        init_weights(enet(num_classes=11), tmp_path / "part.safetensors")
 
 
 def test_frozen_vgg19_taps_are_the_relus_that_vgg_max_pools():

@@ -78,6 +78,7 @@ def test_release_writes_fp16_weights_card_and_scores_what_ships(shared, tmp_path
     card = (out_dir / "cards" / "enet-camvid.md").read_text()
     assert result["sha256"] in card and "epoch 3 of 5" in card and "--time-limit 70" in card
     assert f"**{100 * result['mIoU']:.1f}**" in card  # the shipped file's val mIoU is in the table
+    assert "Two stages" not in card and "--init" not in card
 
 
 def test_release_with_a_palette_ships_a_smaller_file_and_says_so(shared, tmp_path, random_enet_checkpoint):
@@ -94,6 +95,23 @@ def test_release_with_a_palette_ships_a_smaller_file_and_says_so(shared, tmp_pat
         assert "stage2.0.branch.1.0.weight.palette" in f.keys() and "initial.conv.weight" in f.keys()
     card = (out_dir / "cards" / "enet-camvid.md").read_text()
     assert "4-bit palettised (16 fp16 values per output channel" in card and "--palette-bits 4`" in card
+
+
+def test_the_card_of_a_run_continued_from_a_release_names_both_stages(shared, tmp_path, random_enet_checkpoint):
+    from core.segmentation.export import release
+
+    checkpoint, _ = random_enet_checkpoint
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["args"] = {**ckpt["args"], "init": "runs/enet-320x240.safetensors", "amp": True, "scale": 1.0,
+                    "crop": [360, 480]}
+    continued = tmp_path / "continued" / "best.pt"
+    continued.parent.mkdir()
+    torch.save(ckpt, continued)
+    release(continued, "enet-camvid", shared / "data/camvid", limit=1, weights_dir=tmp_path / "weights")
+    card = (tmp_path / "weights" / "cards" / "enet-camvid.md").read_text()
+    assert "Two stages" in card and "starting from that file (`runs/enet-320x240.safetensors`)" in card
+    assert "--amp --init runs/enet-320x240.safetensors --resume`" in card and "bf16 autocast" in card
+    assert "(480x360 -> 480x360), random 480x360 crops" in card
 
 
 def test_pin_record_rewrites_only_the_release_block(tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torchvision.models.detection.image_list import ImageList
 
+from core.checkpoints import save_atomic
 from core.instances.camvid import INSTANCE_CLASSES, instances_from_labels
 from core.instances.evaluate import coco_ap
 from core.instances.maskrcnn import maskrcnn_vgg19_camvid, trained_state, vgg19_encoder_state
@@ -110,7 +111,7 @@ def train(args) -> dict:
     for key, split, flip in (("val", "val", False), ("train", "train", False), ("train_flip", "train", True)):
         if key not in cache:
             cache[key] = _load_split(model, args, split, flip, lambda m, k=key: print(f"{k}: {m}", flush=True))
-            torch.save(cache, cache_path)
+            save_atomic(cache, cache_path)
     val = _with_targets(cache["val"])
     versions = [_with_targets(cache["train"]), _with_targets(cache["train_flip"])]
 
@@ -164,9 +165,9 @@ def train(args) -> dict:
             entry.update({"val_mask_AP50_mean": round(score, 4), "val": ap})
             if score > best:
                 best = score
-                torch.save({"model": state, "epoch": epoch, "val": ap, "args": saved_args}, out / "best.pt")
+                save_atomic({"model": state, "epoch": epoch, "val": ap, "args": saved_args}, out / "best.pt")
         log(entry)
-        torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
+        save_atomic({"model": state, "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
                     "args": saved_args}, out / "last.pt")
         if args.time_limit and time.time() - t_start > args.time_limit * 60:
             break

@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from core.checkpoints import save_atomic
 from core.segmentation.classes import CAMVID_CLASSES, VOID
 from core.segmentation.data import enet_class_weights, load_camvid
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride
-from core.segmentation.train import save_atomic, set_budget_lr
+from core.segmentation.train import set_budget_lr
 
 #: ``--model`` -> the registered model it trains (its builder, normalisation and RELEASE block).
 MODELS = {"fcn8s-vgg19": "fcn8s-vgg19-camvid", "segnet-vgg19": "segnet-vgg19-camvid", "unet-vgg19": "unet-vgg19-camvid"}
@@ -153,7 +154,7 @@ def train_frozen(args) -> dict:
         state = decoder_state(model)
         if val["mIoU"] > best:
             best = val["mIoU"]
-            torch.save({"model": state, "epoch": epoch, "val": val, "args": saved_args}, out / "best.pt")
+            save_atomic({"model": state, "epoch": epoch, "val": val, "args": saved_args}, out / "best.pt")
         save_atomic({"model": state, "optimizer": optimizer.state_dict(), "epoch": epoch, "best_miou": best,
                      "elapsed_s": elapsed, "args": saved_args}, last)
         if args.time_limit and elapsed > args.time_limit * 60:
