@@ -26,7 +26,7 @@ TITLE = "Segmentation"
 SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet, FCN-8s, SegNet and U-Net trained by the project, colour "
            "overlay, legend, pixel shares, and a live comparison of their speed, size and val mIoU.")
 
-#: Uploads are shrunk to this longest side: the models work at 320x240 anyway, the overlay stays sharp.
+#: Uploads are shrunk to this longest side: the models work at 480x360 or 320x240 anyway, the overlay stays sharp.
 MAX_SIDE = 1280
 
 

