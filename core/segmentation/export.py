@@ -160,11 +160,12 @@ def model_card(name: str, record, result: dict, info: dict, *, checkpoint_val: f
         f" | | **{100 * result['mIoU']:.1f}** | |"
     h, w = args.get("crop", (240, 320))
     text = CARD_TEXT[args.get("model", "enet")]
+    scale = args.get("scale", 2 / 3)
     fmt = dict(lr=args.get("lr", 0), weight_decay=args.get("weight_decay", 0), batch_size=args.get("batch_size"),
-               threads=args.get("threads", 1), scale=args.get("scale", 2 / 3), crop_w=w, crop_h=h,
+               threads=args.get("threads", 1), scale=scale, crop_w=w, crop_h=h,
                scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
                precision="bf16 autocast" if args.get("amp") else "fp32", init=args.get("init"),
-               work_w=round(480 * args.get("scale", 2 / 3)), work_h=round(360 * args.get("scale", 2 / 3)))
+               work_w=round(480 * scale), work_h=round(360 * scale))
     minutes = run.get("elapsed_s", 0) / 60
     lines = [
         f"# {name}",

@@ -73,14 +73,14 @@ def set_budget_lr(optimizer, base: float, step: int, total_steps: int, elapsed_s
 
 
 def init_weights(model, path) -> None:
-    """Start from a file this project released (fp16 or palettised safetensors); only the BN step counters,
-    which export drops, may be missing."""
+    """Start from a file this project released (fp16 or palettised safetensors), loaded strictly as
+    :func:`weights.registry.create` does (BN restores the step counters that export drops)."""
     from weights.registry import load_safetensors
 
-    missing, unexpected = model.load_state_dict(load_safetensors(path), strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ValueError(f"{path} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    try:
+        model.load_state_dict(load_safetensors(path), strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not fit the model: {exc}") from exc
 
 
 def train(args) -> dict:
