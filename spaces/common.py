@@ -3,16 +3,69 @@
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
+import re
+import os
+import tempfile
 from pathlib import Path
 
 import gradio as gr
+from gradio.profiling import traced_sync
 
 from core.errors import UserError
 from core.images import DEFAULT_MAX_SIDE, LoadedImage, load_image
 
 log = logging.getLogger("cvhub")
+
+
+@traced_sync("postprocess_save_pil_to_cache")  # Gradio's profiler times it under its old name
+def save_pil_to_cache_atomically(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """``gradio.processing_utils.save_pil_to_cache``, but a cached file is never rewritten in place.
+
+    Gradio names a result image by the sha256 of its encoded bytes and rewrote that file on every
+    request (truncate, then write): when two users got the same picture, the second request truncated
+    the file while the first was still downloading it ("Too little data for declared Content-Length").
+    Here, as in Gradio's own ``save_file_to_cache``, an existing file is reused (same name means same
+    bytes) and a new one is written under a temporary name and renamed into place, which is atomic.
+    Returns the absolute path of ``<cache_dir>/<sha256>/<name>.<format>``.
+    """
+    from gradio import processing_utils
+
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    path = (folder / f"{name}.{format}").resolve()
+    if path.exists():
+        try:
+            # `delete_cache` ages files by ctime: a file handed out again must look new.
+            os.utime(path)
+            return str(path)
+        except FileNotFoundError:
+            pass  # deleted by the cache cleaner just now: write it again
+    fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.chmod(staging, 0o644)  # mkstemp makes it 0600; write_bytes would have made it 0644
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+def atomic_result_cache() -> None:
+    """Make every image output of Gradio (gr.Image, gr.AnnotatedImage, gr.Gallery) cache atomically.
+
+    They all call ``processing_utils.save_pil_to_cache`` through the module attribute (and
+    ``save_img_array_to_cache`` by its global name in that module), so replacing the attribute covers
+    them all. Idempotent; ``app.build_app`` calls it.
+    """
+    from gradio import processing_utils
+
+    processing_utils.save_pil_to_cache = save_pil_to_cache_atomically
 
 
 class UploadImage(gr.Image):
@@ -83,11 +136,18 @@ def grouped_batch(images: list, key, run_group, *, what: str, max_side: int, fai
     return [list(column) for column in zip(*results)]
 
 
+def markdown_text(text: str) -> str:
+    """Text a visitor typed (a name), for a Markdown component: shown literally, never as markup, a link or
+    HTML (a name like ``![b](http://host/beacon.png)`` would make every viewer's browser fetch that URL)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>])", r"\\\1", html.escape(str(text), quote=False))
+
+
 def _as_gradio_error(exc: Exception) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
     if isinstance(exc, UserError):
-        return gr.Error(str(exc), print_exception=False)
+        # Gradio renders an error's message as HTML; ours are plain sentences that may quote a visitor's text.
+        return gr.Error(html.escape(str(exc), quote=False), print_exception=False)
     log.exception("unexpected error in a panel handler")
     return gr.Error(f"Something went wrong on our side ({type(exc).__name__}); please try again or try another input.")
 

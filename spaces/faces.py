@@ -1,14 +1,13 @@
 """Faces: verification ("is this the claimed person?"), one-shot recognition with a gallery, triplet loss.
 
 Thin panel: every handler calls ``core.faces``. Galleries are per browser session (a temp
-SQLite file held in ``gr.State``, deleted with the session) unless the operator started the
-app with ``--gallery PATH`` (:func:`use_shared_gallery`), because faces are biometric data.
+SQLite file keyed by the session, deleted when it ends: :mod:`spaces.face_galleries`) unless
+the operator started the app with ``--gallery PATH``, because faces are biometric data.
 """
 
 from __future__ import annotations
 
 import io
-import threading
 
 import gradio as gr
 import pandas as pd
@@ -19,7 +18,9 @@ from core.faces import gallery as gallery_db
 from core.faces.pipeline import BACKENDS, DEFAULT_BACKEND, default_threshold, load_pipeline
 from core.faces.recognition import enroll_images, identify_image
 from core.faces.verification import verify_faces
-from spaces.common import UploadImage, read_image, user_errors
+from spaces import triplet
+from spaces.common import UploadImage, markdown_text, read_image, user_errors
+from spaces.face_galleries import end_session, gallery_for, is_shared
 
 TITLE = "Faces"
 SUMMARY = ("Face verification (squared L2 distance against a threshold), one-shot recognition with an SQLite "
@@ -28,32 +29,8 @@ SUMMARY = ("Face verification (squared L2 distance against a threshold), one-sho
 #: Photos are shrunk to this longest side before detection (faces stay large enough; HOG time grows with pixels).
 MAX_SIDE = 1600
 
-_stores: dict[str, gallery_db.GalleryStore] = {}
-_stores_lock = threading.Lock()
-
-
-def use_shared_gallery(path) -> None:
-    """The app's ``--gallery PATH``: one persistent gallery for every visitor (None: per-session galleries)."""
-    gallery_db.set_shared_gallery(path)
-
-
-def gallery_store(session_path: str | None) -> tuple[gallery_db.GalleryStore, str | None]:
-    """The gallery this visitor uses and the session path to keep in ``gr.State`` (created on first use)."""
-    shared = gallery_db.shared_gallery_path()
-    path = str(shared) if shared is not None else (session_path or str(gallery_db.session_gallery_path()))
-    with _stores_lock:
-        store = _stores.get(path)
-        if store is None:
-            store = _stores[path] = gallery_db.GalleryStore(path)
-    return store, (session_path if shared is not None else path)
-
-
-def forget_session_gallery(session_path: str | None) -> None:
-    """``gr.State`` delete callback: the session ended, its gallery goes."""
-    if session_path and str(gallery_db.shared_gallery_path()) != session_path:
-        with _stores_lock:
-            _stores.pop(session_path, None)
-        gallery_db.remove_gallery_file(session_path)
+#: ``demo.unload`` handler the app registers: a closed tab's gallery is deleted at once.
+unload = end_session
 
 
 def _pipeline(backend: str):
@@ -142,23 +119,29 @@ def _file_paths(files) -> list[str]:
 
 
 @user_errors
-def enroll(name, photos, backend, session_path):
-    """A name and one or more photos -> the person (largest face of each photo) is in the gallery."""
+def enroll(name, photos, backend, request: gr.Request):
+    """A name and one or more photos -> the person (largest face of each photo) is in the gallery.
+
+    Returns the gallery view, then empty name and photo fields (so the next person starts afresh) and a
+    status line. A retry of the same photos adds no face twice (the gallery keeps one digest per face)."""
     paths = _file_paths(photos)
     if not paths:
         raise UserError("Please upload at least one photo of the person to enroll.")
+    name = gallery_db.check_name(name)
     images = [read_image(p, what=f"photo {k + 1}", max_side=MAX_SIDE).image for k, p in enumerate(paths)]
-    store, session_path = gallery_store(session_path)
+    store = gallery_for(request)
     added = enroll_images(_pipeline(backend), store, name, images)
-    gr.Info(f"Enrolled {gallery_db.check_name(name)} with {added} face(s).")
-    return (*_people_table(store), session_path)
+    again = len(images) - added
+    status = (f"Enrolled **{markdown_text(name)}** with {added} new face(s)"
+              + (f"; {again} photo(s) were already in the gallery." if again else "."))
+    return (*_people_table(store), "", None, status)
 
 
 @user_errors
-def identify(photo, threshold, backend, session_path):
+def identify(photo, threshold, backend, request: gr.Request):
     """A photo -> every face boxed with a name and its distance, or "not recognized" above tau."""
     image = read_image(photo, what="photo", max_side=MAX_SIDE).image
-    store, session_path = gallery_store(session_path)
+    store = gallery_for(request)
     if not store.people():
         raise UserError("The gallery is empty; enroll at least one person first.")
     pipeline = _pipeline(backend)
@@ -171,46 +154,43 @@ def identify(photo, threshold, backend, session_path):
                          "d (squared L2)": [round(a.match.distance, 3) for a in answers]})
     notes = " ".join(face_set.notes)
     return (_numbered(image, face_set, [f"{k + 1}: {a.label}" for k, a in enumerate(answers)]), rows,
-            f"{_backend_note(pipeline)} τ = {float(threshold):.3f}. {notes}", session_path)
+            f"{_backend_note(pipeline)} τ = {float(threshold):.3f}. {notes}")
 
 
 @user_errors
-def list_people(session_path):
-    store, session_path = gallery_store(session_path)
-    return (*_people_table(store), session_path)
+def list_people(request: gr.Request):
+    return (*_people_table(gallery_for(request)), "")
 
 
 @user_errors
-def rename_person(old, new, session_path):
+def rename_person(old, new, request: gr.Request):
     if not old:
         raise UserError("Please choose the person to rename.")
-    store, session_path = gallery_store(session_path)
+    store = gallery_for(request)
     store.rename(old, new)
-    return (*_people_table(store), session_path)
+    return (*_people_table(store), f"Renamed to **{markdown_text(gallery_db.check_name(new))}**.")
 
 
 @user_errors
-def delete_person(name, session_path):
+def delete_person(name, request: gr.Request):
     if not name:
         raise UserError("Please choose the person to delete.")
-    store, session_path = gallery_store(session_path)
+    store = gallery_for(request)
     store.delete(name)
-    return (*_people_table(store), session_path)
+    return (*_people_table(store), f"Deleted **{markdown_text(name)}** and all their faces.")
 
 
 def build() -> None:
-    from spaces import triplet
-
     gr.Markdown(
         "Pipeline: detect → align (5 landmarks) → embed f(x) → compare **d(x1, x2) = ||f(x1) − f(x2)||²**; "
         "\"same person\" when d ≤ τ. "
         + ("The gallery is **shared and persistent** (the app was started with `--gallery`)."
-           if gallery_db.shared_gallery_path() else
-           "Your gallery is **private to this browser session** and is deleted when the session ends."))
+           if is_shared() else
+           "Your gallery is **private to this browser session** and is deleted when you close the tab "
+           "(or after an hour without use)."))
     tau0 = default_threshold(DEFAULT_BACKEND)
     backend = gr.Radio(list(BACKENDS), value=DEFAULT_BACKEND, label="Backend",
                        info="dlib ResNet (128-D, CPU) or FaceNet InceptionResnetV1 (512-D, torch, batched on GPU)")
-    session = gr.State(None, delete_callback=forget_session_gallery)
     with gr.Tabs():
         with gr.Tab("Verification"):
             with gr.Row():
@@ -255,15 +235,21 @@ def build() -> None:
                 rename_btn = gr.Button("Rename")
                 delete_btn = gr.Button("Delete", variant="stop")
                 refresh_btn = gr.Button("Refresh")
-            gallery_out = [people, thumbs, chosen, session]
-            enroll_btn.click(enroll, [name, photos, backend, session], gallery_out, api_name="enroll",
-                             concurrency_limit=4)
-            identify_btn.click(identify, [query, rec_threshold, backend, session],
-                               [answer_image, answer_table, answer_note, session], api_name="identify")
-            rename_btn.click(rename_person, [chosen, new_name, session], gallery_out, api_name="rename_person")
-            delete_btn.click(delete_person, [chosen, session], gallery_out, api_name="delete_person")
-            refresh_btn.click(list_people, [session], gallery_out, api_name="list_people")
+            gallery_status = gr.Markdown()
+            gallery_view = [people, thumbs, chosen]
+            # A failure shows its sentence on the status line alone (show_progress_on): the gallery view and
+            # the form keep what they showed, and the handler's outputs change only on success.
+            manage = dict(show_progress_on=[gallery_status])
+            enroll_btn.click(enroll, [name, photos, backend], [*gallery_view, name, photos, gallery_status],
+                             api_name="enroll", concurrency_limit=4, **manage)
+            identify_btn.click(identify, [query, rec_threshold, backend],
+                               [answer_image, answer_table, answer_note], api_name="identify")
+            rename_btn.click(rename_person, [chosen, new_name], [*gallery_view, gallery_status],
+                             api_name="rename_person", **manage)
+            delete_btn.click(delete_person, [chosen], [*gallery_view, gallery_status], api_name="delete_person",
+                             **manage)
+            refresh_btn.click(list_people, None, [*gallery_view, gallery_status], api_name="list_people", **manage)
         with gr.Tab("Triplet loss"):
-            triplet.build_playground(backend, session)
+            triplet.build_playground(backend)
     backend.change(backend_changed, backend, [threshold, rec_threshold], api_name=False)
 

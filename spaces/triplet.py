@@ -20,7 +20,8 @@ from core.faces.distances import squared_l2
 from core.faces.pipeline import load_pipeline, pick_face
 from core.faces.triplet import hardest_for_anchor, train_projection, train_same_different, triplet_loss
 from core.faces.verification import best_threshold
-from spaces.common import UploadImage, read_image, user_errors
+from spaces.common import UploadImage, markdown_text, read_image, user_errors
+from spaces.face_galleries import gallery_for
 
 WHY_MARGIN = (
     "**Why μ > 0?** With μ = 0 the rule d(A, P) ≤ d(A, N) is met by the all-zeros encoding f(x) = 0: "
@@ -51,16 +52,14 @@ def triplet_from_photos(anchor, positive, negative, margin, backend):
     return [(ca, "anchor"), (cp, "positive"), (cn, "negative")], text
 
 
-def _gallery_faces(backend, session_path):
-    from spaces.faces import gallery_store
-
-    store, session_path = gallery_store(session_path)
+def _gallery_faces(backend, request):
+    store = gallery_for(request)
     embeddings, names = store.labelled_embeddings(backend)
     rows = store.face_rows(backend)
     if len(rows) != len(names):  # the gallery changed in between: read again
         embeddings, names = store.labelled_embeddings(backend)
         rows = store.face_rows(backend)
-    return embeddings, names, rows, session_path
+    return embeddings, names, rows
 
 
 def _choices(names):
@@ -73,9 +72,9 @@ def _choices(names):
 
 
 @user_errors
-def list_anchors(backend, session_path):
-    _, names, _, session_path = _gallery_faces(backend, session_path)
-    return gr.Dropdown(choices=_choices(names), value=0 if names else None), session_path
+def list_anchors(backend, request: gr.Request):
+    _, names, _ = _gallery_faces(backend, request)
+    return gr.Dropdown(choices=_choices(names), value=0 if names else None)
 
 
 def _chip(blob):
@@ -83,9 +82,9 @@ def _chip(blob):
 
 
 @user_errors
-def hardest(anchor, margin, backend, session_path):
+def hardest(anchor, margin, backend, request: gr.Request):
     """The anchor's hardest positive (farthest same person) and hardest negative (nearest other person)."""
-    embeddings, names, rows, session_path = _gallery_faces(backend, session_path)
+    embeddings, names, rows = _gallery_faces(backend, request)
     if len(set(names)) < 2:
         raise UserError("The gallery needs at least two people (for this backend) to find hard triplets.")
     if anchor is None or not 0 <= int(anchor) < len(names):
@@ -95,7 +94,7 @@ def hardest(anchor, margin, backend, session_path):
     shown = [(_chip(rows[a][2]), f"anchor: {names[a]}")]
     lines = []
     if pos is None:
-        lines.append(f"{names[a]} has a single face in the gallery: enroll another photo to get a positive.")
+        lines.append(f"{markdown_text(names[a])} has a single face in the gallery: enroll another photo to get a positive.")
     else:
         shown.append((_chip(rows[pos][2]), f"hardest positive: {names[pos]} d={float(d[pos]):.3f}"))
     shown.append((_chip(rows[neg][2]), f"hardest negative: {names[neg]} d={float(d[neg]):.3f}"))
@@ -103,7 +102,7 @@ def hardest(anchor, margin, backend, session_path):
         loss = max(float(d[pos]) - float(d[neg]) + float(margin), 0.0)
         lines.append(f"Hardest triplet: d(A,P) = {float(d[pos]):.3f}, d(A,N) = {float(d[neg]):.3f}, "
                      f"loss at μ = {float(margin):.2f}: **{loss:.3f}**.")
-    return shown, "  \n".join(lines), session_path
+    return shown, "  \n".join(lines)
 
 
 def _histogram(same: torch.Tensor, diff: torch.Tensor, bins: np.ndarray) -> pd.DataFrame:
@@ -117,9 +116,9 @@ def _histogram(same: torch.Tensor, diff: torch.Tensor, bins: np.ndarray) -> pd.D
 
 
 @user_errors
-def train_demo(margin, steps, backend, session_path):
+def train_demo(margin, steps, backend, request: gr.Request):
     """Train a projection (triplet loss, batch-hard mining) and a same/different head on the gallery's faces."""
-    embeddings, names, _, session_path = _gallery_faces(backend, session_path)
+    embeddings, names, _ = _gallery_faces(backend, request)
     counts = pd.Series(names).value_counts() if names else pd.Series(dtype=int)
     if len(counts) < 2 or counts.max() < 2:
         raise UserError("Training needs at least two people in the gallery and at least one of them with two or more "
@@ -144,11 +143,11 @@ def train_demo(margin, steps, backend, session_path):
             f"after {acc(report.same_after, report.diff_after):.1%}; logistic head on |f(x1) − f(x2)|: "
             f"{logistic.accuracy:.1%} (on the pairs it was trained on).")
     return (losses, _histogram(report.same_before, report.diff_before, bins),
-            _histogram(report.same_after, report.diff_after, bins), text, session_path)
+            _histogram(report.same_after, report.diff_after, bins), text)
 
 
-def build_playground(backend: gr.Radio, session: gr.State) -> None:
-    """Lay out the playground; ``backend`` and ``session`` are the Faces panel's components."""
+def build_playground(backend: gr.Radio) -> None:
+    """Lay out the playground; ``backend`` is the Faces panel's backend choice (the gallery is the visitor's)."""
     gr.Markdown("Loss = **max(d(A, P) − d(A, N) + μ, 0)** with d the squared L2 distance.  \n" + WHY_MARGIN)
     margin = gr.Slider(0.0, 1.0, value=0.2, step=0.01, label="margin μ")
     with gr.Accordion("Anchor, positive, negative from three photos", open=True):
@@ -168,8 +167,8 @@ def build_playground(backend: gr.Radio, session: gr.State) -> None:
             hard_btn = gr.Button("Show hardest positive and negative", variant="primary")
         hard_gallery = gr.Gallery(label="Hardest triplet", columns=3, height=200)
         hard_text = gr.Markdown()
-        list_btn.click(list_anchors, [backend, session], [anchor, session], api_name=False)
-        hard_btn.click(hardest, [anchor, margin, backend, session], [hard_gallery, hard_text, session],
+        list_btn.click(list_anchors, [backend], [anchor], api_name=False)
+        hard_btn.click(hardest, [anchor, margin, backend], [hard_gallery, hard_text],
                        api_name="hard_triplets")
     with gr.Accordion("Training demo: a projection learnt with the triplet loss", open=False):
         steps = gr.Slider(20, 500, value=150, step=10, label="steps")
@@ -179,5 +178,5 @@ def build_playground(backend: gr.Radio, session: gr.State) -> None:
             before = gr.BarPlot(x="d", y="share of pairs", color="pairs", title="Distances before")
             after = gr.BarPlot(x="d", y="share of pairs", color="pairs", title="Distances after")
         train_text = gr.Markdown()
-        train_btn.click(train_demo, [margin, steps, backend, session], [loss_plot, before, after, train_text, session],
+        train_btn.click(train_demo, [margin, steps, backend], [loss_plot, before, after, train_text],
                         api_name="train_triplet", concurrency_limit=1)

@@ -114,3 +114,29 @@ def test_browser_visits_every_tab_and_reads_the_unpooling(running_app, tmp_path)
     assert shot.stat().st_size > 10_000
     if os.environ.get("CVHUB_UPDATE_SCREENSHOT"):
         shutil.copy(shot, REPO / "docs" / "screenshot.png")
+
+
+def test_a_too_big_upload_is_refused_before_it_is_stored(running_app):
+    import httpx
+
+    from spaces.privacy import MAX_UPLOAD_MB
+
+    limit = MAX_UPLOAD_MB * 1024**2
+    with httpx.Client(base_url=running_app, timeout=60) as http:
+        refused = http.post("gradio_api/upload", files={"files": ("huge.png", b"\0" * (limit + 1), "image/png")})
+        assert refused.status_code == 413 and "maximum allowed size" in refused.text
+        fine = http.post("gradio_api/upload", files={"files": ("small.png", b"\0" * 1000, "image/png")})
+        assert fine.status_code == 200 and len(fine.json()) == 1
+
+
+def test_uploads_results_and_session_galleries_do_not_outlive_the_hour():
+    """Gradio deletes the app's cached files (uploads, result pictures: faces among them) older than the age,
+    checked every sweep, so none is kept an hour; a closed tab runs the Faces panel's unload (its gallery)."""
+    import app
+    from spaces import face_galleries, faces
+
+    demo = app.build_app()
+    sweep, age = demo.delete_cache
+    assert sweep + age <= 3600
+    unloads = [fn for fn in demo.fns.values() if any(target[1] == "unload" for target in fn.targets)]
+    assert [fn.fn for fn in unloads] == [faces.unload] and faces.unload is face_galleries.end_session

@@ -1,15 +1,17 @@
 """The SQLite gallery: search, list/rename/delete, concurrent enrollments, a writer killed mid-transaction."""
 
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 import torch
 
 from core.errors import UserError
-from core.faces.gallery import GalleryStore
+from core.faces.gallery import Galleries, GalleryStore, check_name
 from tests.conftest import REPO
 
 
@@ -60,7 +62,8 @@ def test_twenty_concurrent_enrollments_lose_no_row(tmp_path):
         try:
             store = GalleryStore(path)  # each client its own store, as separate requests/processes would
             barrier.wait()
-            store.enroll(f"person {i}", torch.full((3, 8), float(i)), backend="toy")
+            # three different faces per person (identical ones would be stored once)
+            store.enroll(f"person {i}", torch.full((3, 8), float(i)) + torch.arange(3.0)[:, None] / 10, backend="toy")
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -95,7 +98,7 @@ KILLER = textwrap.dedent("""
         con = cm.__enter__()
         def trace(statement):
             # SIGKILL in the middle of the victim's transaction: its person row is written, its faces not committed
-            if statement.startswith("INSERT INTO faces"):
+            if statement.startswith("INSERT") and "INTO faces" in statement:
                 os.kill(os.getpid(), signal.SIGKILL)
         con.set_trace_callback(trace)
         class Wrapper:
@@ -129,3 +132,69 @@ def test_not_a_database_is_one_sentence(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(UserError, match="not a usable SQLite database"):
         GalleryStore(bad)
+
+
+def test_a_face_is_stored_once_and_old_galleries_gain_the_digest(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)  # a gallery made before faces had digests
+    con.executescript("""
+        CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+        CREATE TABLE faces (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+                            backend TEXT NOT NULL, dim INTEGER NOT NULL, embedding BLOB NOT NULL, chip BLOB,
+                            created REAL NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('revision', 0);
+    """)
+    con.close()
+    store = GalleryStore(path)
+    faces = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert store.enroll("Ada", faces, backend="toy") == 2
+    assert store.enroll("Ada", faces, backend="toy") == 0  # the same two faces again: a retry
+    assert store.enroll("Ada", torch.tensor([[3.0, 4.0], [5.0, 6.0]]), backend="toy") == 1
+    assert store.enroll("Ada", faces, backend="other") == 2  # another backend's embedding is another face
+    assert store.enroll("Bob", faces[:1], backend="toy") == 1  # the same numbers may belong to two people
+    assert [(p.name, p.faces) for p in store.people()] == [("Ada", 5), ("Bob", 1)]
+
+
+@pytest.mark.parametrize("name", ["A\u202eB", "zero\u200bwidth", "bell\x07", "nul\x00", "line\u2028sep"])
+def test_names_refuse_control_invisible_and_direction_characters(name):
+    with pytest.raises(UserError, match="invisible"):
+        check_name(name)
+
+
+def test_names_keep_ordinary_letters():
+    assert check_name("  José   María\tO'Neil ") == "José María O'Neil"
+    assert check_name("李小龍") == "李小龍"
+
+
+def test_session_galleries_end_idle_and_stale(tmp_path):
+    folder = tmp_path / "galleries"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = [folder / f"session-{dead.stdout.strip()}-abc.db", folder / f"session-{dead.stdout.strip()}-abc.db-wal",
+             folder / "session-k2j3h4.db"]  # a crashed run's files, and the older naming
+    for f in stale:
+        f.write_bytes(b"x")
+    alive = folder / f"session-{os.getppid()}-def.db"  # another running app's session: not ours to delete
+    alive.write_bytes(b"x")
+    galleries = Galleries(folder, max_idle_s=60)
+    assert not any(f.exists() for f in stale) and alive.exists()
+
+    a, b = galleries.store("a"), galleries.store("b")
+    a.enroll("Ada", torch.zeros(1, 2), backend="toy")
+    assert galleries.store("a") is a and a.path != b.path and a.path.exists()
+    galleries.end("a")
+    assert not a.path.exists() and len(galleries) == 1
+    b.enroll("Bob", torch.zeros(1, 2), backend="toy")
+    assert galleries.sweep_idle(time.monotonic() + 30) == 0 and b.path.exists()
+    assert galleries.sweep_idle(time.monotonic() + 61) == 1 and not b.path.exists()
+    with pytest.raises(UserError, match="reload"):
+        galleries.store(None)
+
+
+def test_a_gallery_path_under_a_file_is_one_sentence(tmp_path):
+    (tmp_path / "plain-file").write_text("x")
+    with pytest.raises(UserError, match="cannot be created"):
+        Galleries(shared=tmp_path / "plain-file" / "gallery.db")

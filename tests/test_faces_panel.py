@@ -4,6 +4,7 @@ errors as one sentence, and the API of a running Blocks app with two independent
 import gradio as gr
 import pytest
 
+from spaces import face_galleries
 from spaces import faces as panel
 from spaces import triplet
 from tests.conftest import SHARED
@@ -19,13 +20,18 @@ def _photo(*parts) -> str:
 
 @pytest.fixture()
 def per_session_galleries(tmp_path, monkeypatch):
-    """Per-session galleries (no --gallery), their files under this test's tmp folder."""
+    """Per-session galleries (no --gallery), their files under this test's tmp folder; yields that folder."""
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    panel.use_shared_gallery(None)
-    yield
-    panel.use_shared_gallery(None)
+    face_galleries.use_shared_gallery(None)
+    yield tmp_path / "cvhub-galleries"
+    face_galleries.use_shared_gallery(None)
+
+
+def _visitor(session_hash: str) -> gr.Request:
+    """What Gradio hands a handler: the request of one browser session (or one API client)."""
+    return gr.Request(session_hash=session_hash)
 
 
 def test_panel_builds_with_stable_api_names():
@@ -38,30 +44,69 @@ def test_panel_builds_with_stable_api_names():
 
 
 def test_session_gallery_enroll_identify_rename_delete(per_session_galleries):
-    table, thumbs, _, session = panel.enroll("Barack", [_photo("gallery_and_queries", "train", "obama", "obama.jpg")],
-                                             "dlib", None)
-    assert session and list(table["name"]) == ["Barack"] and len(thumbs) == 1
-    panel.enroll("Joe", [str(p) for p in sorted((TRAIN / "biden").iterdir())], "dlib", session)
-    (image, boxes), rows, note, same_session = panel.identify(str(TEST / "obama_and_biden.jpg"), 0.36, "dlib", session)
-    assert same_session == session and "dlib" in note
+    alice = _visitor("alice")
+    table, thumbs, _, name, photos, status = panel.enroll(
+        "Barack", [_photo("gallery_and_queries", "train", "obama", "obama.jpg")], "dlib", alice)
+    assert list(table["name"]) == ["Barack"] and len(thumbs) == 1
+    assert name == "" and photos is None and "Barack" in status  # the form is cleared for the next person
+    panel.enroll("Joe", [str(p) for p in sorted((TRAIN / "biden").iterdir())], "dlib", alice)
+    (image, boxes), rows, note = panel.identify(str(TEST / "obama_and_biden.jpg"), 0.36, "dlib", alice)
+    assert "dlib" in note
     assert {"Barack", "Joe"} <= set(rows["answer"]) and len(boxes) == len(rows)
-    table, *_ = panel.rename_person("Joe", "Joe B.", session)
+    table, *_ = panel.rename_person("Joe", "Joe B.", alice)
     assert list(table["name"]) == ["Barack", "Joe B."] and list(table["faces"]) == [1, 2]
-    table, *_ = panel.delete_person("Barack", session)
+    table, *_ = panel.delete_person("Barack", alice)
     assert list(table["name"]) == ["Joe B."]
-    # Another visitor (no session yet) gets an empty gallery of their own.
+    # Another visitor gets an empty gallery of their own.
     with pytest.raises(gr.Error, match="gallery is empty"):
-        panel.identify(str(TEST / "obama1.jpg"), 0.36, "dlib", None)
-    panel.forget_session_gallery(session)  # the session ended: its file is gone
-    assert not __import__("pathlib").Path(session).exists()
+        panel.identify(str(TEST / "obama1.jpg"), 0.36, "dlib", _visitor("bob"))
+    files = sorted(per_session_galleries.glob("session-*.db"))
+    assert len(files) == 2 and not any("alice" in f.name for f in files)  # the session token is not on disk
+    panel.unload(alice)  # the tab closed (demo.unload): alice's gallery file is gone at once, bob's stays
+    assert len(list(per_session_galleries.glob("session-*.db"))) == 1
+    with pytest.raises(gr.Error, match="gallery is empty"):
+        panel.identify(str(TEST / "obama1.jpg"), 0.36, "dlib", alice)
+
+
+def test_a_retried_enrollment_stores_no_face_twice(per_session_galleries):
+    """A client that times out and sends the same photos again (or a double click) adds nothing new."""
+    carol = _visitor("carol")
+    photos = [str(p) for p in sorted((TRAIN / "biden").iterdir())]
+    panel.enroll("Joe", photos, "dlib", carol)
+    table, *_, status = panel.enroll("Joe", photos, "dlib", carol)
+    assert list(table["faces"]) == [len(photos)] and "0 new face(s)" in status and "already" in status
+
+
+def test_a_failed_enroll_changes_nothing_and_names_stay_plain_text(per_session_galleries):
+    dave = _visitor("dave")
+    obama = _photo("gallery_and_queries", "train", "obama", "obama.jpg")
+    panel.enroll("Barack", [obama], "dlib", dave)
+    blank = per_session_galleries / "blank.png"
+    __import__("PIL.Image").Image.new("RGB", (200, 200), "white").save(blank)
+    with pytest.raises(gr.Error, match="face"):
+        panel.enroll("Nobody", [str(blank)], "dlib", dave)
+    for bad in ("Eve\u202egnp.exe", "zero\u200bwidth", "nul\x00byte"):
+        with pytest.raises(gr.Error, match="invisible"):
+            panel.enroll(bad, [obama], "dlib", dave)
+    table, *_ = panel.list_people(dave)
+    assert list(table["name"]) == ["Barack"] and list(table["faces"]) == [1]
+    # A name that is Markdown or HTML is shown as text: no image, link or tag reaches a viewer's browser.
+    beacon = "![b](http://host/beacon.png) <img src=x>"
+    *_, status = panel.enroll(beacon, [_photo("gallery_and_queries", "train", "obama", "obama2.jpg")], "dlib", dave)
+    assert "![b](" not in status and "<img" not in status and "beacon" in status
+    _, names, _ = triplet._gallery_faces("dlib", dave)
+    anchor = names.index(beacon)
+    _, text = triplet.hardest(anchor, 0.2, "dlib", dave)
+    assert "![b](" not in text and "<img" not in text
 
 
 def test_shared_gallery_is_one_file_for_everybody(tmp_path, per_session_galleries):
     path = tmp_path / "shared.db"
-    panel.use_shared_gallery(path)
-    panel.enroll("Barack", [_photo("gallery_and_queries", "train", "obama", "obama2.jpg")], "dlib", None)
-    _, rows, _, _ = panel.identify(str(TEST / "obama1.jpg"), 0.36, "dlib", "some other session")
+    face_galleries.use_shared_gallery(path)
+    panel.enroll("Barack", [_photo("gallery_and_queries", "train", "obama", "obama2.jpg")], "dlib", _visitor("a"))
+    _, rows, _ = panel.identify(str(TEST / "obama1.jpg"), 0.36, "dlib", _visitor("some other session"))
     assert list(rows["answer"]) == ["Barack"]
+    panel.unload(_visitor("a"))  # closing a tab never deletes the operator's shared gallery
     assert path.is_file()
 
 
@@ -76,27 +121,64 @@ def test_bad_input_is_one_sentence(tmp_path, per_session_galleries):
     with pytest.raises(gr.Error, match="whole number"):
         panel.verify(obama, obama, None, 1, 0.36, "dlib")
     with pytest.raises(gr.Error, match="name"):
-        panel.enroll("  ", [obama], "dlib", None)
+        panel.enroll("  ", [obama], "dlib", _visitor("e"))
     with pytest.raises(gr.Error, match="at least one photo"):
-        panel.enroll("Nobody", None, "dlib", None)
+        panel.enroll("Nobody", None, "dlib", _visitor("e"))
+
+
+def test_storage_faults_are_one_sentence(tmp_path, per_session_galleries):
+    """A read-only gallery, one deleted while the app runs: a sentence that says what to do, no traceback."""
+    import os
+    import stat
+
+    path = tmp_path / "shared" / "gallery.db"
+    face_galleries.use_shared_gallery(path)
+    visitor = _visitor("f")
+    obama = _photo("gallery_and_queries", "train", "obama", "obama.jpg")
+    panel.enroll("Barack", [obama], "dlib", visitor)
+    for f in path.parent.iterdir():
+        os.chmod(f, stat.S_IRUSR)
+    os.chmod(path.parent, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if os.access(path, os.W_OK):  # root ignores file modes: make the write fail as a read-only disk would
+            import sqlite3
+            from unittest import mock
+
+            real = sqlite3.connect
+            with mock.patch("sqlite3.connect", lambda *a, **k: real(f"file:{path}?mode=ro", uri=True, **k)):
+                with pytest.raises(gr.Error, match="read-only.*other panels still work"):
+                    panel.enroll("Joe", [str(TRAIN / "biden" / "biden.jpg")], "dlib", visitor)
+        else:
+            with pytest.raises(gr.Error, match="read-only.*other panels still work"):
+                panel.enroll("Joe", [str(TRAIN / "biden" / "biden.jpg")], "dlib", visitor)
+    finally:
+        os.chmod(path.parent, stat.S_IRWXU)
+        for f in path.parent.iterdir():
+            os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
+    # Deleted under the running app: an empty gallery, said plainly, and enrolling works again.
+    for f in path.parent.iterdir():
+        f.unlink()
+    with pytest.raises(gr.Error, match="gallery is empty"):
+        panel.identify(str(TEST / "obama1.jpg"), 0.36, "dlib", visitor)
+    table, *_ = panel.enroll("Barack", [obama], "dlib", visitor)
+    assert list(table["name"]) == ["Barack"]
 
 
 def test_triplet_playground_handlers(per_session_galleries):
     crops, text = triplet.triplet_from_photos(_photo("gallery_and_queries", "train", "obama", "obama.jpg"),
                                               str(TEST / "obama1.jpg"), str(TRAIN / "biden" / "biden.jpg"), 0.2, "dlib")
     assert len(crops) == 3 and "Loss = max(" in text
-    _, _, _, session = panel.enroll("obama", [str(p) for p in sorted((TRAIN / "obama").iterdir())], "dlib", None)
-    for person in ("biden", "rose_leslie"):
-        panel.enroll(person, [str(p) for p in sorted((TRAIN / person).iterdir())], "dlib", session)
-    dropdown, session = triplet.list_anchors("dlib", session)
+    visitor = _visitor("g")
+    for person in ("obama", "biden", "rose_leslie"):
+        panel.enroll(person, [str(p) for p in sorted((TRAIN / person).iterdir())], "dlib", visitor)
+    dropdown = triplet.list_anchors("dlib", visitor)
     assert len(dropdown.choices) == 6
-    shown, text, _ = triplet.hardest(0, 0.2, "dlib", session)
+    shown, text = triplet.hardest(0, 0.2, "dlib", visitor)
     assert [label.split(":")[0] for _, label in shown] == ["anchor", "hardest positive", "hardest negative"]
     assert "hardest positive: obama" in shown[1][1] and "obama" not in shown[2][1]
-    losses, before, after, text, _ = triplet.train_demo(0.2, 20, "dlib", session)
+    losses, before, after, text = triplet.train_demo(0.2, 20, "dlib", visitor)
     assert set(losses["curve"]) == {"triplet (hard)", "logistic same/different"}
     assert len(before) == len(after) == 40 and "after" in text
-    panel.forget_session_gallery(session)
 
 
 def test_two_api_clients_have_separate_galleries(per_session_galleries):

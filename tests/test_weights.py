@@ -15,6 +15,7 @@ from core.errors import MissingWeights, WeightsMismatch
 from tests.conftest import REPO
 from tests.hubstub import serve_hub
 from weights.registry import HubFile, ModelRecord, ProjectFile, register, unregister
+from weights.resolve import PROJECT_WEIGHTS
 
 
 def _tiny_linear_bytes(seed: int = 0) -> bytes:
@@ -93,6 +94,34 @@ def test_weights_dir_comes_first_and_sha256_is_enforced(tmp_path):
             weights.create(record.name, weights_dir=tmp_path)
     finally:
         unregister(record.name)
+
+
+def test_a_damaged_copy_in_the_weights_dir_does_not_shadow_the_good_one(tmp_path, caplog):
+    """A corrupt file in --weights-dir is skipped (logged) and the next copy, here the project's, is used;
+    where no copy is good, the sentence names neither the server's folder nor the file's path."""
+    good = _tiny_linear_bytes(seed=1)
+    name = "test-shadowed-linear"
+    bundled = PROJECT_WEIGHTS / f"{name}.safetensors"
+    record = register(ModelRecord(
+        name=name, task="test", builder="torch.nn:Linear", builder_kwargs={"in_features": 3, "out_features": 2},
+        source=ProjectFile(bundled.name), sha256=hashlib.sha256(good).hexdigest(), license="MIT",
+    ))
+    (tmp_path / bundled.name).write_bytes(b"not a safetensors file")
+    try:
+        bundled.write_bytes(good)
+        with caplog.at_level("WARNING", logger="cvhub"):
+            model = weights.create(name, weights_dir=tmp_path)
+        assert model.weight.shape == (2, 3)
+        assert str(tmp_path) in caplog.text and "skipping weight file" in caplog.text
+        assert weights.is_available(record, weights_dir=tmp_path)
+        bundled.unlink()
+        assert not weights.is_available(record, weights_dir=tmp_path)  # a damaged copy is not "available"
+        with pytest.raises(WeightsMismatch) as refused:
+            weights.create(name, weights_dir=tmp_path)
+        assert str(tmp_path) not in str(refused.value) and "/" not in str(refused.value)
+    finally:
+        bundled.unlink(missing_ok=True)
+        unregister(name)
 
 
 def test_vgg19_caffe_from_shared_weights_both_forms_agree(shared_weights):

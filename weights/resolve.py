@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import threading
 from pathlib import Path
@@ -18,6 +19,7 @@ from core.errors import MissingWeights, WeightsMismatch
 from weights.registry import ExternalFile, HubFile, ModelRecord, PackageFile, Source
 
 PROJECT_WEIGHTS = Path(__file__).resolve().parent
+log = logging.getLogger("cvhub")
 
 _verified: dict[tuple[str, int, int], str] = {}
 _verified_lock = threading.Lock()
@@ -50,19 +52,31 @@ def resolve_extra(record: ModelRecord, index: int, *, weights_dir=None) -> Path:
 
 
 def is_available(record: ModelRecord, *, weights_dir=None) -> bool:
-    """True when every file of the model is on disk (never downloads)."""
+    """True when every file of the model is on disk and matches its pin (never downloads)."""
     sources = [(record.source, record.sha256), *record.extra_files]
-    return all(_local_candidate(src, record.name, weights_dir) is not None for src, _ in sources)
+    return all(_first_verified(src, sha, record.name, weights_dir) is not None for src, sha in sources)
 
 
 def resolve_source(source: Source, sha256: str | None, *, name: str, weights_dir=None) -> Path:
-    path = _local_candidate(source, name, weights_dir)
+    path = _first_verified(source, sha256, name, weights_dir)
     if path is None and isinstance(source, HubFile):
         path = _download(source, name)
+        if path is not None and not _matches(path, sha256, source):
+            log.warning("downloaded weight file %s for model %r does not match its pinned sha256", path, name)
+            raise _mismatch(name, sha256, source)
     if path is None:
+        if _local_candidates(source, name, weights_dir):  # copies exist, all damaged or of another version
+            raise _mismatch(name, sha256, source)
         raise MissingWeights(_missing_message(source, name))
-    _check(path, sha256, name, prefix=getattr(source, "sha256_prefix", ""))
     return path
+
+
+def _mismatch(name: str, sha256: str | None, source: Source) -> WeightsMismatch:
+    # One sentence for the visitor, without the server's paths; the log names the files.
+    pinned = _pin(sha256, source)[:12]
+    return WeightsMismatch(f"The weight file of model '{name}' on this server is damaged or of another version "
+                           f"(its sha256 is not the pinned {pinned}…), so it was not used; the operator should "
+                           "fetch it again.")
 
 
 def _operator_dir(weights_dir) -> Path | None:
@@ -73,7 +87,29 @@ def _operator_dir(weights_dir) -> Path | None:
     return settings().weights_dir
 
 
-def _local_candidate(source: Source, name: str, weights_dir) -> Path | None:
+def _first_verified(source: Source, sha256: str | None, name: str, weights_dir) -> Path | None:
+    """The first local copy that matches the pin. A damaged or stale copy (say a corrupt file in
+    --weights-dir) is skipped with a warning in the log, so it cannot shadow a good copy further down."""
+    for path in _local_candidates(source, name, weights_dir):
+        if _matches(path, sha256, source):
+            return path
+        log.warning("skipping weight file %s for model %r: its sha256 %s does not match the pinned %s",
+                    path, name, sha256_of(path)[:12], _pin(sha256, source)[:12])
+    return None
+
+
+def _pin(sha256: str | None, source: Source) -> str:
+    """A full digest, or the leading digits a publisher gives (torch.hub's file names); "" pins nothing."""
+    return sha256 or getattr(source, "sha256_prefix", "")
+
+
+def _matches(path: Path, sha256: str | None, source: Source) -> bool:
+    pinned = _pin(sha256, source)
+    return not pinned or sha256_of(path).startswith(pinned)
+
+
+def _local_candidates(source: Source, name: str, weights_dir) -> list[Path]:
+    """Where a copy may already be, in order: the operator's folder, the project's weights/, the source's cache."""
     filename = Path(source.filename if not isinstance(source, PackageFile) else source.path).name
     subdir = getattr(source, "subdir", "") or name
     candidates = []
@@ -85,7 +121,7 @@ def _local_candidate(source: Source, name: str, weights_dir) -> Path | None:
         candidates.append(_package_file(source))
     if isinstance(source, HubFile):
         candidates.append(_hub_cache(source))
-    return next((p for p in candidates if p is not None and p.is_file()), None)
+    return [p for p in candidates if p is not None and p.is_file()]
 
 
 def _package_file(source: PackageFile) -> Path | None:
@@ -127,18 +163,6 @@ def _download(source: HubFile, name: str) -> Path | None:
         raise MissingWeights(
             f"{_missing_message(source, name)} (the download failed: {type(exc).__name__})."
         ) from exc
-
-
-def _check(path: Path, sha256: str | None, name: str, prefix: str = "") -> None:
-    pinned = sha256 or prefix  # a full digest, or the leading digits a publisher gives
-    if not pinned:
-        return
-    actual = sha256_of(path)
-    if not actual.startswith(pinned):
-        raise WeightsMismatch(
-            f"The weight file {path} for model '{name}' has sha256 {actual[:12]}…, not the pinned {pinned[:12]}…; "
-            "delete it and fetch it again."
-        )
 
 
 def _missing_message(source: Source, name: str) -> str:

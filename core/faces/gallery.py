@@ -4,23 +4,31 @@ Schema (one file, WAL journal so readers never block the writer and a crash mid-
 leaves the last committed state)::
 
     people(id, name UNIQUE, created)
-    faces(id, person_id -> people ON DELETE CASCADE, backend, dim, embedding BLOB float32, chip PNG)
+    faces(id, person_id -> people ON DELETE CASCADE, backend, dim, embedding BLOB float32, chip PNG,
+          digest UNIQUE per person and backend)  -- a retried enrollment adds no face twice
     meta(key, value)   -- "revision": bumped by every write, so cached search matrices know when to reload
 
 Every public method opens its own short-lived connection: safe from Gradio's worker threads
 and from several processes sharing one ``--gallery`` file. An enrollment (a person and all
-their faces) is one transaction: it is there entirely or not at all.
+their faces) is one transaction: it is there entirely or not at all. A storage fault (a
+read-only or vanished file, a full disk) reaches the user as one sentence, never a traceback.
+
+:class:`Galleries` hands each visitor's session a gallery of its own and deletes it when the
+session ends, after an idle hour, or at the next start of the app (faces are biometric data).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import logging
 import os
 import sqlite3
 import tempfile
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +40,8 @@ from core.errors import UserError
 #: Longest wait for another writer's lock before giving up (twenty clients enrolling at once wait in turn).
 BUSY_TIMEOUT_MS = 30_000
 MAX_NAME_LENGTH = 80
+
+log = logging.getLogger("cvhub")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS people (
@@ -117,13 +127,48 @@ def _encode_chip(chip) -> bytes | None:
     return buf.getvalue()
 
 
+#: Unicode categories a name may not hold: control (Cc), format (Cf: zero-width and bidi overrides such as
+#: U+200B and U+202E, which make a name look like another or reverse the text around it), surrogates,
+#: private use, unassigned, line and paragraph separators.
+_FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
 def check_name(name: str) -> str:
-    name = " ".join(str(name or "").split())
+    """A person's name, whitespace folded; plain text (shown escaped everywhere), at most MAX_NAME_LENGTH."""
+    name = str(name or "")
+    if any(unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in name.replace("\t", " ")):
+        raise UserError("Please type the name without control, invisible (zero-width) or text-direction characters.")
+    name = " ".join(name.split())
     if not name:
         raise UserError("Please type the person's name before enrolling.")
     if len(name) > MAX_NAME_LENGTH:
         raise UserError(f"Please use a name of at most {MAX_NAME_LENGTH} characters.")
     return name
+
+
+def face_digest(backend: str, embedding: torch.Tensor) -> str:
+    """What makes a face the same face again: its backend and its embedding's bytes (a retried upload of the
+    same photo embeds to the same numbers), so the gallery can refuse to store it twice."""
+    data = embedding.detach().float().cpu().contiguous().numpy().astype("<f4").tobytes()
+    return hashlib.sha256(backend.encode() + b"\0" + data).hexdigest()
+
+
+class GalleryUnavailable(UserError):
+    """The gallery's storage failed (read-only, deleted, disk full, locked too long)."""
+
+
+def _storage_error(exc: sqlite3.Error) -> GalleryUnavailable:
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text:
+        why = "its storage on the server is read-only"
+    elif "locked" in text or "busy" in text:
+        why = "it is busy with other visitors' changes"
+    elif "disk" in text or "full" in text:
+        why = "the server's disk is full or failing"
+    else:
+        why = "its storage on the server failed"
+    return GalleryUnavailable(f"The face gallery cannot be used right now because {why}; the other panels still "
+                              "work, so please try again in a minute (or tell whoever runs this app).")
 
 
 class GalleryStore:
@@ -140,22 +185,49 @@ class GalleryStore:
         self._indexes: dict[str, tuple[int, EmbeddingIndex]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as con:
-                # WAL: readers see the last commit while a writer works; a killed writer's
-                # partial transaction is simply not in the log's committed frames.
-                con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
+        except OSError as exc:  # a file where a folder should be, no permission
+            raise UserError(f"The gallery's folder {self.path.parent} cannot be created ({exc.strerror}).") from exc
+        try:
+            self._create_schema()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"The gallery file {self.path} is not a usable SQLite database ({exc}).") from exc
 
+    def _create_schema(self) -> None:
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            # WAL: readers see the last commit while a writer works; a killed writer's
+            # partial transaction is simply not in the log's committed frames.
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+            if "digest" not in {row[1] for row in con.execute("PRAGMA table_info(faces)")}:
+                con.execute("ALTER TABLE faces ADD COLUMN digest TEXT")  # galleries made before digests
+            con.execute("CREATE UNIQUE INDEX IF NOT EXISTS faces_digest ON faces(person_id, backend, digest)")
+        finally:
+            con.close()
+
     @contextlib.contextmanager
     def _connect(self):
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        if not self.path.exists():
+            # Deleted under us (a sweep, an operator): start an empty gallery rather than fail on every click.
+            log.warning("gallery file %s vanished; starting an empty gallery there", self.path)
+            with self._index_lock:
+                self._indexes.clear()
+            try:
+                self._create_schema()
+            except (sqlite3.Error, OSError) as exc:
+                raise _storage_error(sqlite3.OperationalError(str(exc))) from exc
+        try:
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
         try:
             con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             con.execute("PRAGMA foreign_keys=ON")
             con.execute("PRAGMA synchronous=NORMAL")  # durable enough in WAL mode, and much faster
             yield con
+        except sqlite3.Error as exc:
+            log.warning("gallery %s: %s", self.path, exc)
+            raise _storage_error(exc) from exc
         finally:
             con.close()
 
@@ -174,7 +246,8 @@ class GalleryStore:
 
     # ---- writes -------------------------------------------------------------------------
     def enroll(self, name: str, embeddings: torch.Tensor, *, backend: str, chips=None) -> int:
-        """Add ``N x D`` embeddings (and optional chips) to ``name`` (created if new); returns the person id."""
+        """Add ``N x D`` embeddings (and optional chips) to ``name`` (created if new); returns how many faces
+        were new. A face already stored for this person (same backend, same embedding) is not added again."""
         name = check_name(name)
         embeddings = torch.as_tensor(embeddings).detach().float().cpu()
         if embeddings.dim() == 1:
@@ -187,12 +260,14 @@ class GalleryStore:
         with self._write() as con:
             con.execute("INSERT OR IGNORE INTO people(name, created) VALUES (?, ?)", (name, now))
             person_id = con.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()[0]
+            before = con.total_changes
             con.executemany(
-                "INSERT INTO faces(person_id, backend, dim, embedding, chip, created) VALUES (?, ?, ?, ?, ?, ?)",
-                [(person_id, backend, e.numel(), e.numpy().astype("<f4").tobytes(), blob, now)
+                "INSERT OR IGNORE INTO faces(person_id, backend, dim, embedding, chip, created, digest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(person_id, backend, e.numel(), e.numpy().astype("<f4").tobytes(), blob, now, face_digest(backend, e))
                  for e, blob in zip(embeddings, blobs)],
             )
-        return person_id
+            return con.total_changes - before
 
     def rename(self, old: str, new: str) -> None:
         new = check_name(new)
@@ -270,36 +345,92 @@ class GalleryStore:
             return con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def session_gallery_path() -> Path:
-    """A fresh per-session gallery file in the temp folder (deleted with the session)."""
-    folder = Path(tempfile.gettempdir()) / "cvhub-galleries"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="session-", suffix=".db", dir=folder)
-    os.close(fd)
-    os.unlink(name)  # sqlite creates it; an empty placeholder would be "not a database"
-    return Path(name)
-
-
 def remove_gallery_file(path) -> None:
-    """Delete a session gallery and its WAL side files."""
+    """Delete a gallery and its WAL side files."""
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(OSError):
             Path(str(path) + suffix).unlink()
 
 
-_shared_path: Path | None = None
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
-def set_shared_gallery(path: str | os.PathLike | None) -> GalleryStore | None:
-    """Use one persistent gallery file for every visitor (the app's ``--gallery PATH``); None: per-session galleries."""
-    global _shared_path
-    if path is None:
-        _shared_path = None
-        return None
-    store = GalleryStore(path)  # created and checked now, so a bad path fails at start-up
-    _shared_path = store.path
-    return store
+class Galleries:
+    """Which gallery a visitor's session uses: one shared file (the app's ``--gallery PATH``), or else a
+    file of the session's own in ``folder``, deleted when the session ends (:meth:`end`), after
+    ``max_idle_s`` without use (:meth:`sweep_idle`; API clients never say goodbye), and, should the app
+    die first, at the app's next start: files of processes that no longer run are swept when this is made.
 
+    >>> galleries = Galleries(folder)               # per-session galleries
+    >>> store = galleries.store("session-hash")     # created on first use
+    >>> galleries.end("session-hash")               # the file is gone
+    """
 
-def shared_gallery_path() -> Path | None:
-    return _shared_path
+    def __init__(self, folder: str | os.PathLike | None = None, *, shared: str | os.PathLike | None = None,
+                 max_idle_s: float = 3600.0):
+        self.folder = Path(folder) if folder is not None else Path(tempfile.gettempdir()) / "cvhub-galleries"
+        self.max_idle_s = max_idle_s
+        self.shared = GalleryStore(shared) if shared is not None else None  # checked now: a bad path fails at start
+        self._lock = threading.Lock()
+        self._sessions: dict[str, tuple[GalleryStore, float]] = {}
+        if self.shared is None:
+            self.sweep_stale()
+
+    def _path_for(self, session_id: str) -> Path:
+        # The process id in the name tells a later start which files nobody serves any more; the
+        # session id is hashed so the visitor's token never appears on disk.
+        token = hashlib.sha256(session_id.encode()).hexdigest()[:24]
+        return self.folder / f"session-{os.getpid()}-{token}.db"
+
+    def store(self, session_id: str | None) -> GalleryStore:
+        """The gallery of ``session_id`` (the shared one if there is one), created on first use."""
+        if self.shared is not None:
+            return self.shared
+        if not session_id:
+            raise UserError("Your browser session is not known to the server; please reload the page.")
+        now = time.monotonic()
+        with self._lock:
+            store = self._sessions[session_id][0] if session_id in self._sessions else None
+            if store is None:
+                store = GalleryStore(self._path_for(session_id))
+            self._sessions[session_id] = (store, now)
+        self.sweep_idle(now)
+        return store
+
+    def end(self, session_id: str | None) -> None:
+        """The session ended: its gallery file goes now."""
+        with self._lock:
+            entry = self._sessions.pop(session_id, None) if session_id else None
+        if entry is not None:
+            remove_gallery_file(entry[0].path)
+
+    def sweep_idle(self, now: float | None = None) -> int:
+        """Delete the galleries unused for ``max_idle_s``; returns how many went."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [sid for sid, (_, used) in self._sessions.items() if now - used > self.max_idle_s]
+            gone = [self._sessions.pop(sid)[0] for sid in idle]
+        for store in gone:
+            remove_gallery_file(store.path)
+        return len(gone)
+
+    def sweep_stale(self) -> int:
+        """Delete the session galleries of processes that no longer run (an app that crashed or was killed)."""
+        removed = 0
+        for path in self.folder.glob("session-*.db*"):
+            pid = path.name.split("-")[1]
+            if not pid.isdigit() or not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def __len__(self) -> int:
+        return len(self._sessions)

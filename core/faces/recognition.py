@@ -32,7 +32,8 @@ class FaceAnswer:
 def enroll_images(pipeline: FacePipeline, store: GalleryStore, name: str, images, *, face: int = 0) -> int:
     """Enroll ``name`` from one or more RGB images (face ``face`` of each, 0 = largest), in one transaction.
 
-    Returns the number of faces added. Every photo must show a usable face, else nothing is stored.
+    Returns the number of faces added (a face already stored for ``name`` is not added again). Every photo must
+    show a usable face, else nothing is stored.
     """
     images = list(images)
     if not images:
@@ -41,8 +42,7 @@ def enroll_images(pipeline: FacePipeline, store: GalleryStore, name: str, images
     picks = [pick_face(s, face, what=f"photo {k + 1}" if len(images) > 1 else "photo") for k, s in enumerate(sets)]
     embeddings = torch.stack([s.embeddings[i] for s, i in zip(sets, picks)])
     chips = [s.chips[i] for s, i in zip(sets, picks)]
-    store.enroll(name, embeddings, backend=pipeline.name, chips=chips)
-    return len(images)
+    return store.enroll(name, embeddings, backend=pipeline.name, chips=chips)
 
 
 def identify_image(pipeline: FacePipeline, store: GalleryStore, image, *, threshold: float | None = None,
