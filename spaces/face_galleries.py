@@ -1,12 +1,14 @@
 """Which face gallery a request uses: the visitor's own (keyed by Gradio's session), or the operator's shared one.
 
 A browser session's gallery is deleted when the tab closes (the app registers :func:`end_session` with
-``demo.unload``), an API client's after an idle hour (a sweep every few minutes), and whatever a crashed
-run left behind at the next start (:class:`core.faces.gallery.Galleries`). Faces are biometric data.
+``demo.unload``), an API client's after an idle hour (a sweep every few minutes), all of them when the app
+stops, and whatever a killed run left behind at the next start (:class:`core.faces.gallery.Galleries`).
+Faces are biometric data.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
 
 import gradio as gr
@@ -34,6 +36,7 @@ def galleries() -> Galleries:
     with _lock:
         if _galleries is None:
             _galleries = Galleries(max_idle_s=MAX_IDLE_S)
+            atexit.register(_galleries.end_all)  # a clean stop leaves no face behind either
             _start_sweeper()
         return _galleries
 

@@ -198,3 +198,18 @@ def test_a_gallery_path_under_a_file_is_one_sentence(tmp_path):
     (tmp_path / "plain-file").write_text("x")
     with pytest.raises(UserError, match="cannot be created"):
         Galleries(shared=tmp_path / "plain-file" / "gallery.db")
+
+
+def test_a_stopping_app_leaves_no_session_gallery(tmp_path):
+    script = textwrap.dedent("""
+        import sys, tempfile, torch
+        tempfile.tempdir = sys.argv[1]
+        from spaces import face_galleries
+        store = face_galleries.galleries().store("a visitor")
+        store.enroll("Ada", torch.zeros(1, 2), backend="toy")
+        print(store.path)
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path) in done.stdout and not list((tmp_path / "cvhub-galleries").glob("session-*"))

@@ -411,6 +411,11 @@ class Galleries:
         if entry is not None:
             remove_gallery_file(entry[0].path)
 
+    def end_all(self) -> None:
+        """Every session's gallery goes (the app is stopping)."""
+        for session_id in list(self._sessions):
+            self.end(session_id)
+
     def sweep_idle(self, now: float | None = None) -> int:
         """Delete the galleries unused for ``max_idle_s``; returns how many went."""
         now = time.monotonic() if now is None else now
