@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, MaskRCNN_ResNet50_FPN_V2_Weights
 
 import weights
 from core import runtime
 from core.errors import MissingWeights, WeightsMismatch
-from core.instances.coco import COCO_CLASSES, COCO_SKELETON, KEYPOINT_NAMES, keypointrcnn_r50_fpn_coco
+from core.datasets.coco import COCO_CLASSES, COCO_SKELETON, KEYPOINT_NAMES
+from core.instances.coco import keypointrcnn_r50_fpn_coco
 from core.instances.predict import Instance, default_model, detect, draw
 from weights.registry import ExternalFile, register, unregister
 
@@ -36,6 +38,9 @@ def test_records_take_names_files_and_hash_digits_from_torchvision():
     assert len(KEYPOINT_NAMES) == 17 and KEYPOINT_NAMES[0] == "nose"
     assert all(0 <= a < 17 and 0 <= b < 17 for a, b in COCO_SKELETON) and len(COCO_SKELETON) == 19
     assert mask.metrics["mask_map"] == 41.8 and "published by torchvision" in mask.metrics["dataset"]
+    # The ground floor's copies of the names are torchvision's, so they match the files.
+    assert mask.class_names == COCO_CLASSES == tuple(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.meta["categories"][1:])
+    assert KEYPOINT_NAMES == tuple(KeypointRCNN_ResNet50_FPN_Weights.COCO_V1.meta["keypoint_names"])
 
 
 def test_without_the_coco_files_the_project_model_is_the_default_and_the_error_says_how(tmp_path, monkeypatch):

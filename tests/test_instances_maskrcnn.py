@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.instances.camvid import INSTANCE_CLASSES, instances_from_labels
+from core.datasets.camvid import CAMVID_CLASSES, INSTANCE_CLASSES
+from core.instances.camvid import instances_from_labels
 from core.instances.evaluate import coco_ap
 from core.instances.predict import Instance, draw
-from core.segmentation.classes import CAMVID_CLASSES
 
 CAR, PED, ROAD = (CAMVID_CLASSES.index(n) for n in ("Car", "Pedestrian", "Road"))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.segmentation.classes import CAMVID_CLASSES, VOID
+from core.datasets.camvid import CAMVID_CLASSES, VOID
 from core.segmentation.data import augment_batch, enet_class_weights, load_camvid
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride, run_padded
@@ -221,9 +221,9 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
     from core.segmentation.train import train
 
     args = SimpleNamespace(
-        model="enet", data=str(shared / "data/camvid"), out=str(tmp_path), epochs=2, batch_size=2,
+        model="enet-camvid", data=str(shared / "data/camvid"), out=str(tmp_path), epochs=2, batch_size=2,
         crop=(64, 96), scale=0.25, scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1,
-        device="cpu", amp=True, resume=True, limit=2, time_limit=None, seed=0, init=None,
+        device="cpu", amp=True, resume=True, limit=2, time_limit=None, seed=0, init=None, holdout=None,
     )
     args.epochs = 1
     train(args)  # amp on a CPU: bf16 autocast
@@ -317,14 +317,14 @@ def test_frozen_vgg19_models_train_only_their_decoder_and_load_it_plus_the_encod
     assert torch.equal(model.state_dict()[key], shipped[key].float())
 
 
-@pytest.mark.parametrize("model", ["segnet-vgg19", "unet-vgg19"])
+@pytest.mark.parametrize("model", ["segnet-vgg19-camvid", "unet-vgg19-camvid"])
 def test_frozen_training_caches_taps_once_saves_only_the_decoder_and_resumes(model, shared, shared_weights, tmp_path):
     from core.segmentation.train_frozen import train_frozen
 
     args = SimpleNamespace(
         model=model, data=str(shared / "data/camvid"), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=True,
-        threads=1, device="cpu", resume=True, time_limit=None, limit=2, seed=0,
+        threads=1, device="cpu", resume=True, time_limit=None, limit=2, seed=0, holdout=None,
     )
     train_frozen(args)
     cache = torch.load(tmp_path / "cache" / "train-64x96-limit2.pt", weights_only=True)

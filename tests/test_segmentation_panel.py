@@ -1,5 +1,5 @@
 """Segmentation panel and release: overlay and pixel shares by hand, timing, the one-command release
-(fp16 file, val metrics, card, pinned record), and the panel's handlers on good and bad input."""
+(fp16 file, val metrics, card, the facts the record reads), and the panel's handlers on good and bad input."""
 
 import io
 import json
@@ -62,7 +62,7 @@ def random_enet_checkpoint(tmp_path):
 
 
 def test_release_writes_fp16_weights_card_and_scores_what_ships(shared, tmp_path, random_enet_checkpoint):
-    from core.segmentation.export import release
+    from core.segmentation.release import release
     from weights.registry import load_safetensors
     from weights.resolve import sha256_of
 
@@ -78,6 +78,10 @@ def test_release_writes_fp16_weights_card_and_scores_what_ships(shared, tmp_path
     assert 0 <= result["mIoU"] <= 1 and set(result["iou"]) == set(weights.get_record("enet-camvid").class_names)
     card = (out_dir / "cards" / "enet-camvid.md").read_text()
     assert result["sha256"] in card and "epoch 3 of 5" in card and "--time-limit 70" in card
+    # The run predates the registry name ("enet"): the card's command names the model as the registry does.
+    assert "python -m core.segmentation train --model enet-camvid " in card and "--model enet " not in card
+    for phrase in ("GPU was lent", "git history", "session"):
+        assert phrase not in card
     # The shipped file's val mIoU is in the table (result rounds to 4 digits, the card to 1: allow the rounding).
     shown = float(re.search(r"\| \*\*([0-9.]+)\*\* \|", card).group(1))
     assert abs(shown - 100 * result["mIoU"]) <= 0.051
@@ -85,7 +89,7 @@ def test_release_writes_fp16_weights_card_and_scores_what_ships(shared, tmp_path
 
 
 def test_release_with_a_palette_ships_a_smaller_file_and_says_so(shared, tmp_path, random_enet_checkpoint):
-    from core.segmentation.export import release
+    from core.segmentation.release import release
 
     checkpoint, model = random_enet_checkpoint
     out_dir = tmp_path / "weights"
@@ -101,7 +105,7 @@ def test_release_with_a_palette_ships_a_smaller_file_and_says_so(shared, tmp_pat
 
 
 def test_the_card_of_a_run_continued_from_a_release_names_both_stages(shared, tmp_path, random_enet_checkpoint):
-    from core.segmentation.export import release
+    from core.segmentation.release import release
 
     checkpoint, _ = random_enet_checkpoint
     ckpt = torch.load(checkpoint, weights_only=True)
@@ -117,18 +121,49 @@ def test_the_card_of_a_run_continued_from_a_release_names_both_stages(shared, tm
     assert "(480x360 -> 480x360), random 480x360 crops" in card
 
 
-def test_pin_record_rewrites_only_the_release_block(tmp_path):
-    from core.segmentation.export import RECORDS_FILE, pin_record
+def test_release_writes_the_facts_the_record_reads_beside_the_card(shared, tmp_path, random_enet_checkpoint):
+    import argparse
+    import shlex
 
-    copy = tmp_path / "segmentation.py"
-    copy.write_text(RECORDS_FILE.read_text())
-    pin_record("enet-camvid", "ab" * 32, {"mIoU": 0.25, "iou": {"Sky": 0.5}}, records_file=copy)
-    text = copy.read_text()
-    namespace = {}
-    block = text.split("# RELEASE enet-camvid BEGIN\n")[1].split("# RELEASE enet-camvid END")[0]
-    exec(block, namespace)  # the block is plain Python literals
-    assert namespace["ENET_SHA256"] == "ab" * 32 and namespace["ENET_METRICS"]["iou"] == {"Sky": 0.5}
-    assert text.split("# RELEASE enet-camvid BEGIN")[0] == RECORDS_FILE.read_text().split("# RELEASE enet-camvid BEGIN")[0]
+    from core.segmentation import train
+    from core.segmentation.release import release
+    from weights.resolve import sha256_of
+
+    checkpoint, _ = random_enet_checkpoint
+    out_dir = tmp_path / "weights"
+    result = release(checkpoint, "enet-camvid", shared / "data/camvid", limit=1, weights_dir=out_dir)
+    facts = json.loads((out_dir / "cards" / "enet-camvid.json").read_text())
+    assert facts["sha256"] == result["sha256"] == sha256_of(out_dir / "enet-camvid.safetensors")
+    assert facts["metrics"]["mIoU"] == result["mIoU"] and facts["metrics"]["epochs"] == 3
+    assert facts["run"] == {"best_epoch": 3, "epochs_run": 5, "minutes": 10.0}
+    # The training command parses back to the recipe it was built from.
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    # The arguments after "python -m core.segmentation train":
+    parsed = vars(parser.parse_args(shlex.split(facts["train_command"])[4:]))
+    assert facts["recipe"]["model"] == "enet-camvid"
+    for key, value in facts["recipe"].items():
+        assert (list(parsed[key]) if isinstance(parsed[key], tuple) else parsed[key]) == value, key
+    assert facts["release_command"].startswith("python -m core.segmentation release --name enet-camvid ")
+    # The project's own records and files are untouched by a release elsewhere.
+    assert weights.get_record("enet-camvid").sha256 != facts["sha256"]
+
+
+@pytest.mark.parametrize("name", ["enet-camvid", "fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid",
+                                  "maskrcnn-vgg19-camvid"])
+def test_each_released_model_reads_sha256_and_metrics_from_its_facts(name):
+    from weights.release import WEIGHTS_DIR
+    from weights.resolve import sha256_of
+
+    facts = json.loads((WEIGHTS_DIR / "cards" / f"{name}.json").read_text())
+    record = weights.get_record(name)
+    assert record.sha256 == facts["sha256"] == sha256_of(WEIGHTS_DIR / facts["file"])
+    assert record.metrics == facts["metrics"] and record.card == f"{name}.md"
+    card = (WEIGHTS_DIR / "cards" / record.card).read_text()
+    assert facts["sha256"] in card and f"`{facts['train_command']}`" in card and f"`{facts['release_command']}`" in card
+    assert f"--model {name}" in facts["train_command"] and f"--name {name}" in facts["release_command"]
+    for phrase in ("GPU was lent", "git history", "session"):
+        assert phrase not in card
 
 
 def test_shipped_enet_matches_its_record():
@@ -222,7 +257,7 @@ def test_compare_times_trained_and_untrained_models(tmp_path):
 def test_bench_script_reports_every_variant_that_applies(tmp_path):
     import importlib.util
 
-    from core.segmentation.export import REPO
+    from tests.conftest import REPO
 
     spec = importlib.util.spec_from_file_location("bench_segmentation", REPO / "bench" / "segmentation.py")
     bench = importlib.util.module_from_spec(spec)

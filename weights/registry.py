@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
+
+from weights.palette import depalettize, is_palettized
 
 
 @dataclass(frozen=True)
@@ -150,35 +153,41 @@ def import_object(path: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
+def architecture(name: str) -> nn.Module:
+    """The model ``name`` with random weights, as its builder makes it (a frozen part stays frozen): what a
+    trainer starts from. ``create(name, pretrained=False)`` is the same, in eval mode with every gradient off."""
+    record = get_record(name)
+    return import_object(record.builder)(**record.builder_kwargs)
+
+
 def create(name: str, *, device: torch.device | str | None = None, weights_dir=None, pretrained: bool = True):
     """Build the model ``name`` with its weights, in eval mode, on ``device``.
 
-    ``pretrained=False`` builds the architecture alone (tests, training from scratch).
+    ``pretrained=False`` builds the architecture alone (tests, speed measurements, a release loading a new file).
     Raises :class:`core.errors.MissingWeights` naming the file and how to get it.
     """
-    from weights.resolve import resolve
+    from weights.resolve import resolve  # here, not at the top: weights.resolve imports this module
 
     record = get_record(name)
-    builder = import_object(record.builder)
     if record.builder_takes_path:
+        builder = import_object(record.builder)
         return builder(weights_path=resolve(record, weights_dir=weights_dir), **record.builder_kwargs)
-    model: nn.Module = builder(**record.builder_kwargs)
+    model = architecture(name)
     if pretrained:
-        path = resolve(record, weights_dir=weights_dir)
-        state = import_object(record.state_loader)(path) if record.state_loader else load_safetensors(path)
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(load_state(record, resolve(record, weights_dir=weights_dir)), strict=True)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
     return model
 
 
+def load_state(record: ModelRecord, path) -> dict[str, torch.Tensor]:
+    """The state dict in the file ``path`` of ``record``, through the record's ``state_loader`` when it has one."""
+    return import_object(record.state_loader)(path) if record.state_loader else load_safetensors(path)
+
+
 def load_safetensors(path) -> dict[str, torch.Tensor]:
     """Read a safetensors file as fp32 tensors (weights may be stored fp16, or palettised: :mod:`weights.palette`)."""
-    from safetensors.torch import load_file
-
-    from weights.palette import depalettize, is_palettized
-
     raw = load_file(str(path))
     if is_palettized(raw):
         raw = depalettize(raw)

@@ -6,16 +6,17 @@ import argparse
 import json
 import sys
 
+import torch
+
+import weights
+from core.errors import UserError
+from core.images import load_image, to_tensor
+from core.instances import evaluate, release, train
+from core.instances.predict import default_model, detect
+from core.runtime import configure, pick_device
+
 
 def predict(args) -> int:
-    import torch
-
-    import weights
-    from core.errors import UserError
-    from core.images import load_image, to_tensor
-    from core.instances.predict import default_model, detect
-    from core.runtime import configure, pick_device
-
     torch.set_num_threads(args.threads)
     configure(weights_dir=args.weights_dir)
     try:
@@ -51,8 +52,6 @@ def predict(args) -> int:
 
 
 def main(argv=None) -> int:
-    from core.instances import evaluate, release, train
-
     parser = argparse.ArgumentParser(prog="python -m core.instances", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="instances of one image: label, score, box, mask area")
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     evaluate.add_arguments(sub.add_parser("evaluate", help="box and mask AP / AP50 per class on CamVid-style labels"))
     train.add_arguments(sub.add_parser("train", help="train the CamVid Mask R-CNN's heads on the frozen VGG-19"))
-    release.add_arguments(sub.add_parser("release", help="export + val AP + model card + registry record"))
+    release.add_arguments(sub.add_parser("release", help="export + val AP + model card + facts"))
     sub.add_parser("list", help="print the registered instance segmentation models")
     args = parser.parse_args(argv)
     if args.command == "predict":
@@ -77,11 +76,7 @@ def main(argv=None) -> int:
         print(json.dumps(train.train(args)))
         return 0
     if args.command == "release":
-        print(json.dumps(release.release(args.checkpoint, args.data, threads=args.threads, limit=args.limit,
-                                         encoder_weights_dir=args.weights_dir), indent=1))
-        return 0
-    import weights
-
+        return release.main(args)
     print("\n".join(weights.list_models("instances")))
     return 0
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.segmentation.classes import CAMVID_CLASSES
+from core.datasets.camvid import CAMVID_CLASSES, INSTANCE_CLASSES
 
-#: Detection labels: 0 is background, then these CamVid classes (torchvision's convention), named like COCO's.
-INSTANCE_CLASSES = ("car", "pedestrian", "bicyclist")
 #: Smallest component kept, in pixels of the 480x360 label map.
 MIN_AREA = 50
 
@@ -24,7 +22,7 @@ def instances_from_labels(label_map: torch.Tensor | np.ndarray, min_area: int = 
 
     Boxes enclose the mask's pixels: a single pixel at (x, y) has the box (x, y, x + 1, y + 1).
     """
-    from skimage.measure import label as connected_components
+    from skimage.measure import label as connected_components  # slow to import; training and evaluation only
 
     label_map = np.asarray(label_map)
     boxes, labels, masks = [], [], []

@@ -4,27 +4,13 @@ The architectures are torchvision's own builders with no weights; the weights ar
 torchvision's published COCO files (``*.pth`` from download.pytorch.org), which the operator
 puts in ``--weights-dir`` (the records say how) and which are read with
 ``torch.load(weights_only=True)``: plain tensors, never pickled code. Class and keypoint
-names come from torchvision's weights metadata, so they match the files.
+names are in :mod:`core.datasets.coco`, checked against torchvision's weights metadata.
 """
 
 from __future__ import annotations
 
 import torch
-from torchvision.models.detection import (KeypointRCNN_ResNet50_FPN_Weights, MaskRCNN_ResNet50_FPN_V2_Weights,
-                                          keypointrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2)
-
-MASKRCNN_WEIGHTS = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
-KEYPOINT_WEIGHTS = KeypointRCNN_ResNet50_FPN_Weights.COCO_V1
-
-#: COCO's 80 classes by label id (label i is ``COCO_CLASSES[i - 1]``; "N/A" fills the 10 ids COCO skips).
-COCO_CLASSES = tuple(MASKRCNN_WEIGHTS.meta["categories"][1:])
-KEYPOINT_NAMES = tuple(KEYPOINT_WEIGHTS.meta["keypoint_names"])
-
-#: COCO's person skeleton (``person_keypoints`` annotations), as pairs of 0-based keypoint indices.
-COCO_SKELETON = tuple((a - 1, b - 1) for a, b in (
-    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9), (8, 10), (9, 11),
-    (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
-))
+from torchvision.models.detection import keypointrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
 
 
 def maskrcnn_r50_fpn_v2_coco(**kwargs) -> torch.nn.Module:

@@ -24,7 +24,10 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
-from core.instances.camvid import INSTANCE_CLASSES
+from core.backbones.vgg import VGG19_LAYERS, features_up_to, vgg19_features
+from core.datasets.camvid import INSTANCE_CLASSES
+from weights.registry import get_record, load_safetensors
+from weights.resolve import resolve
 
 #: Caffe VGG-19's BGR mean on 0-255 pixels (the ``vgg19-caffe`` record), here in RGB order.
 _CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
@@ -41,8 +44,6 @@ class FrozenVGG19Stride8(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from core.backbones.vgg import features_up_to, vgg19_features
-
         self.encoder = features_up_to(vgg19_features(), "relu4_4")
         self.encoder.requires_grad_(False)
         # The encoder's activations run into the hundreds; GroupNorm brings them to the heads' scale.
@@ -102,11 +103,6 @@ def trained_state(model: MaskRCNN) -> dict[str, torch.Tensor]:
 
 def vgg19_encoder_state() -> dict[str, torch.Tensor]:
     """The ImageNet VGG-19 convs up to relu4_4 (``FrozenVGG19Stride8.encoder``'s keys), resolved like any weights."""
-    from weights.registry import get_record, load_safetensors
-    from weights.resolve import resolve
-
-    from core.backbones.vgg import VGG19_LAYERS
-
     last = VGG19_LAYERS["relu4_4"]
     vgg = load_safetensors(resolve(get_record("vgg19-caffe")))
     return {k: v for k, v in vgg.items() if int(k.split(".")[0]) <= last}
@@ -114,8 +110,6 @@ def vgg19_encoder_state() -> dict[str, torch.Tensor]:
 
 def load_maskrcnn_vgg19_state(path) -> dict[str, torch.Tensor]:
     """Shipped heads (fp16 file) + the ImageNet VGG-19 encoder."""
-    from weights.registry import load_safetensors
-
     state = load_safetensors(path)
     state.update({f"backbone.encoder.{k}": v for k, v in vgg19_encoder_state().items()})
     return state

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
 
-from core.instances.coco import COCO_SKELETON
+import weights
+from core.datasets.coco import COCO_SKELETON
 
 #: Distinct colours for neighbouring instances (Kelly's list of maximally different colours).
 PALETTE = (
@@ -95,7 +96,5 @@ def draw(image: torch.Tensor, instances: list[Instance], *, masks: bool = True, 
 
 def default_model() -> str:
     """The production default where its weights are here (torchvision's COCO Mask R-CNN), else the project's own."""
-    import weights
-
     preferred = ("maskrcnn-r50-fpn-v2-coco", "maskrcnn-vgg19-camvid")
     return next((n for n in preferred if weights.is_available(weights.get_record(n))), preferred[-1])

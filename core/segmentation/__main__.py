@@ -5,22 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+import weights
+from core.segmentation import evaluate, release, train, train_frozen
+
 
 def main(argv=None) -> int:
-    from core.segmentation import evaluate, export, train, train_frozen
-
     parser = argparse.ArgumentParser(prog="python -m core.segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
-    train.add_arguments(sub.add_parser("train", help="train a model on CamVid"))
-    train_frozen.add_arguments(sub.add_parser("train-frozen", help="FCN-8s head on cached frozen VGG-19 features"))
+    train.add_arguments(sub.add_parser("train", help="train a registered model on CamVid images"))
+    train_frozen.add_arguments(sub.add_parser("train-frozen", help="train a decoder on cached frozen VGG-19 features"))
     evaluate.add_arguments(sub.add_parser("evaluate", help="per-class IoU, class avg., global accuracy, mIoU"))
-    export.add_arguments(sub.add_parser("export", help="checkpoint -> fp16 safetensors"))
-    export.add_release_arguments(sub.add_parser("release", help="export + val evaluation + model card + registry record"))
+    release.add_export_arguments(sub.add_parser("export", help="checkpoint -> fp16 safetensors"))
+    release.add_release_arguments(sub.add_parser("release", help="export + val evaluation + model card + facts"))
     sub.add_parser("list", help="print the registered segmentation models")
     args = parser.parse_args(argv)
     if args.command == "train":
-        if args.out is None:
-            args.out = f"runs/{args.model}"
         train.train(args)
         return 0
     if args.command == "train-frozen":
@@ -29,10 +28,7 @@ def main(argv=None) -> int:
     if args.command == "evaluate":
         return evaluate.main(args)
     if args.command in ("export", "release"):
-        return export.main(args)
-    import weights
-    import weights.records.segmentation  # noqa: F401  (until weights/records/__init__.py imports it)
-
+        return release.main(args)
     for name in weights.list_models("segmentation"):
         print(name)
     return 0

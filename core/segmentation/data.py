@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core.segmentation.classes import TRAIN_PIXEL_COUNTS, VOID
+from core.datasets.camvid import TRAIN_PIXEL_COUNTS, VOID
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -63,6 +63,33 @@ def load_camvid(root: str | Path, split: str, size: tuple[int, int] | None = Non
     root = Path(root)
     pairs = pair_files(root / split, root / f"{split}annot")
     return load_pairs(pairs[:limit] if limit else pairs, size)
+
+
+def camvid_names(root: str | Path, split: str, limit: int | None = None) -> list[str]:
+    """The frame names of a split in :func:`load_camvid`'s order, without reading a frame (for cached features)."""
+    root = Path(root)
+    names = [image.stem for image, _ in pair_files(root / split, root / f"{split}annot")]
+    return names[:limit] if limit else names
+
+
+def sequence_index(names: list[str], sequence: str) -> tuple[list[int], list[int]]:
+    """(indices of the frames not of ``sequence``, indices of its frames); CamVid names a frame
+    ``<sequence>_<frame>``, e.g. ``0006R0_f00930``."""
+    inside = [i for i, name in enumerate(names) if name.split("_")[0] == sequence]
+    if not inside:
+        raise ValueError(f"no frame of sequence {sequence!r}")
+    held = set(inside)
+    return [i for i in range(len(names)) if i not in held], inside
+
+
+def split_sequence(data: SegmentationSet, sequence: str) -> tuple[SegmentationSet, SegmentationSet]:
+    """(frames not of ``sequence``, frames of it)."""
+
+    def subset(index: list[int]) -> SegmentationSet:
+        return SegmentationSet(data.images[index], data.labels[index], [data.names[i] for i in index])
+
+    outside, inside = sequence_index(data.names, sequence)
+    return subset(outside), subset(inside)
 
 
 def enet_class_weights(counts=TRAIN_PIXEL_COUNTS, num_classes: int = 11, c: float = 1.02) -> torch.Tensor:

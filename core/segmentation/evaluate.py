@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from core.segmentation.classes import CAMVID_CLASSES, LECTURE_ORDER, VOID
+import weights
+from core.datasets.camvid import CAMVID_CLASSES, LECTURE_ORDER, VOID
 from core.segmentation.data import load_pairs, pair_files
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.predict import segment_logits, working_scale
@@ -35,9 +36,6 @@ def evaluate_model(model, record, images, labels, *, batch_size: int = 4, device
 
 def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: int | None = None) -> dict:
     """Load the registered model ``name`` and score it on the frames of ``image_dir`` against ``label_dir``."""
-    import weights
-    import weights.records.segmentation  # noqa: F401  (until weights/records/__init__.py imports it)
-
     record = weights.get_record(name)
     model = weights.create(name, device=device)
     pairs = pair_files(Path(image_dir), Path(label_dir))

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.segmentation.frozen_vgg19 import vgg19_taps
 from core.segmentation.vgg16 import vgg16_blocks
 
 
@@ -101,8 +102,6 @@ class FCN8sVGG19(nn.Module):
 
     def __init__(self, num_classes: int = 11, fc_channels: int = 256):
         super().__init__()
-        from core.segmentation.frozen_vgg19 import vgg19_taps
-
         self.encoder = vgg19_taps()
         self.head = FCN8sHead(num_classes, fc_channels)
 
@@ -117,8 +116,3 @@ class FCN8sVGG19(nn.Module):
 def fcn8s_vgg19_frozen(num_classes: int = 11) -> FCN8sVGG19:
     """The registry's builder; :func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder."""
     return FCN8sVGG19(num_classes)
-
-
-def fcn8s_vgg(num_classes: int = 11) -> FCN8s:
-    """The registry's builder (no weights; :func:`core.segmentation.vgg16.init_from_vgg19` initialises the encoder)."""
-    return FCN8s(num_classes)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.segmentation.frozen_vgg19 import vgg19_taps
 from core.segmentation.vgg16 import VGG16_BLOCKS, conv_block, vgg16_blocks
 
 
@@ -78,8 +79,6 @@ class SegNetVGG19(nn.Module):
 
     def __init__(self, num_classes: int = 11):
         super().__init__()
-        from core.segmentation.frozen_vgg19 import vgg19_taps
-
         self.encoder = vgg19_taps()
         self.decoder = SegNetDecoder(num_classes)
 
@@ -92,11 +91,6 @@ class SegNetVGG19(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encoder(x))
-
-
-def segnet_vgg16(num_classes: int = 11) -> SegNet:
-    """The registry's builder (no weights; :func:`core.segmentation.vgg16.init_from_vgg19` initialises the encoder)."""
-    return SegNet(num_classes)
 
 
 def segnet_vgg19_frozen(num_classes: int = 11) -> SegNetVGG19:

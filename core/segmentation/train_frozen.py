@@ -1,19 +1,18 @@
 """FCN-8s, SegNet and U-Net on a frozen ImageNet VGG-19: encode CamVid once, then train only the decoder.
 
-    python -m core.segmentation train-frozen --model segnet-vgg19 --data ../shared/data/camvid \
-        --weights-dir ../shared/weights --out runs/segnet_vgg19 --epochs 20 --amp --time-limit 90 --resume
+    python -m core.segmentation train-frozen --model segnet-vgg19-camvid --data ../shared/data/camvid \
+        --weights-dir ../shared/weights --epochs 20 --amp --time-limit 90 --resume
 
 On a CPU a VGG-19 forward costs about a second per frame, so the encoder runs once per frame
 and its five relu taps are cached in fp16 (``<cache>/{train,val}.pt``, about 20 MB a frame at
 256x320, memory-mapped so that several runs share one copy). Each model's ``decode(taps)``
 then trains alone. No image augmentation (the features are fixed); ``--amp`` runs the decoder
 under bf16 autocast, which halves a CPU step on this machine's AVX-512-BF16 cores.
-Checkpoints: ``best.pt`` (decoder weights, best val mIoU) and ``last.pt`` (+ optimizer, for ``--resume``).
+Resume, log and checkpoints (decoder weights only): :func:`core.training.fit`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -21,15 +20,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from core import training
 from core.checkpoints import save_atomic
-from core.segmentation.classes import CAMVID_CLASSES, VOID
-from core.segmentation.data import enet_class_weights, load_camvid
+from core.datasets.camvid import CAMVID_CLASSES, VOID
+from core.runtime import configure
+from core.segmentation.data import camvid_names, enet_class_weights, load_camvid, sequence_index
+from core.segmentation.frozen_vgg19 import vgg19_to_timm
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride
-from core.segmentation.train import set_budget_lr
+from core.segmentation.train import selection
+from weights.registry import architecture, get_record, load_safetensors
+from weights.resolve import resolve
 
-#: ``--model`` -> the registered model it trains (its builder, normalisation and RELEASE block).
-MODELS = {"fcn8s-vgg19": "fcn8s-vgg19-camvid", "segnet-vgg19": "segnet-vgg19-camvid", "unet-vgg19": "unet-vgg19-camvid"}
+#: The registered models this script trains (their builders put a decoder on the frozen VGG-19).
+MODELS = ("fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid")
 STRIDE = 32  # the deepest stride of the three networks: one cache serves them all
 
 
@@ -54,12 +58,12 @@ def encode_split(encoder, record, data, *, batch_size: int = 4, log=print) -> di
     return {"taps": taps, "labels": labels}
 
 
-def load_cache(model, record, args) -> dict:
-    """{"train": ..., "val": ...} taps of ``args.size`` frames, encoded on first use and memory-mapped after."""
+def load_cache(model, record, args, splits=("val", "train")) -> dict:
+    """{split: taps of ``args.size`` frames}, encoded on first use and memory-mapped after."""
     cache_dir = Path(args.cache or Path(args.out) / "features")
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = {}
-    for split in ("val", "train"):
+    for split in splits:
         path = cache_dir / f"{split}-{args.size[0]}x{args.size[1]}{f'-limit{args.limit}' if args.limit else ''}.pt"
         if not path.exists():
             data = load_camvid(args.data, split, size=tuple(args.size), limit=args.limit)
@@ -75,13 +79,15 @@ def _taps(cache: dict, idx, device) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate_decoder(model, cache, *, batch_size: int = 8, amp: bool = False) -> dict:
-    """Val metrics of ``model.decode`` on cached taps, at the cached (padded, void-filled) label resolution."""
+def evaluate_decoder(model, cache, index: list[int] | None = None, *, batch_size: int = 8, amp: bool = False) -> dict:
+    """Metrics of ``model.decode`` on cached taps (the frames ``index``, default all), at the cached (padded,
+    void-filled) label resolution."""
     model.eval()
     device = next(model.parameters()).device
+    index = torch.arange(len(cache["labels"])) if index is None else torch.as_tensor(index)
     conf = torch.zeros(len(CAMVID_CLASSES), len(CAMVID_CLASSES), dtype=torch.int64)
-    for i in range(0, len(cache["labels"]), batch_size):
-        idx = torch.arange(i, min(i + batch_size, len(cache["labels"])))
+    for i in range(0, len(index), batch_size):
+        idx = index[i : i + batch_size]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred = model.decode(_taps(cache, idx, device)).argmax(1).cpu()
         conf += confusion_matrix(pred, cache["labels"][idx], len(CAMVID_CLASSES), VOID)
@@ -94,91 +100,61 @@ def decoder_state(model) -> dict[str, torch.Tensor]:
 
 
 def train_frozen(args) -> dict:
-    from core.runtime import configure
-    from core.segmentation.frozen_vgg19 import vgg19_to_timm
-    from weights.registry import get_record, import_object, load_safetensors
-    from weights.resolve import resolve
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    device = training.start(args)
     configure(weights_dir=args.weights_dir)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = MODELS[args.model]
-    record = get_record(name)
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = import_object(record.builder)(**record.builder_kwargs)  # trainable decoder, frozen encoder
+    record = get_record(args.model)
+    model = architecture(args.model)  # trainable decoder, frozen encoder
     model.encoder.load_state_dict(vgg19_to_timm(load_safetensors(resolve(get_record("vgg19-caffe")))))
     model.to(device)
-    cache = load_cache(model, record, args)
+    cache = load_cache(model, record, args, splits=("train",) if args.holdout else ("val", "train"))
+    train_cache = cache["train"]
+    if args.holdout:
+        # As in train.py: a held-out training sequence picks the epoch, the val split is scored at release only.
+        train_index, selection_index = sequence_index(camvid_names(args.data, "train", args.limit), args.holdout)
+        selection_cache = train_cache
+    else:
+        train_index, selection_cache, selection_index = list(range(len(train_cache["labels"]))), cache["val"], None
+    train_index = torch.tensor(train_index)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     weights = enet_class_weights().to(device)
-    n = len(cache["train"]["labels"])
+    n = len(train_index)
     steps_per_epoch = math.ceil(n / args.batch_size)
-    start_epoch, best, elapsed_before = 0, -1.0, 0.0
-    last = out / "last.pt"
-    if args.resume and last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"], strict=False)  # the checkpoint holds no encoder
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, best, elapsed_before = ckpt["epoch"] + 1, ckpt["best_miou"], float(ckpt["elapsed_s"])
-        print(f"resumed from {last}: epoch {start_epoch}, best val mIoU {best:.4f}", flush=True)
-    saved_args = {**vars(args), "crop": list(args.size), "scale": args.size[0] / 360}
-    t_start, log = time.time(), open(out / "log.jsonl", "a")
-    for epoch in range(start_epoch, args.epochs):
-        model.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
-        total, t0 = 0.0, time.time()
+
+    def train_epoch(epoch: int, clock) -> dict:
+        order = train_index[torch.randperm(n, generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))]
+        total = 0.0
         for i in range(steps_per_epoch):
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
-                          elapsed_before + time.time() - t_start, args.time_limit)
-            target = cache["train"]["labels"][idx].to(device).long()
+            training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
+                                   clock(), args.time_limit)
+            target = train_cache["labels"][idx].to(device).long()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-                logits = model.decode(_taps(cache["train"], idx, device))
+                logits = model.decode(_taps(train_cache, idx, device))
             loss = F.cross_entropy(logits.float(), target, weight=weights, ignore_index=VOID)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
-        train_s = time.time() - t0
-        val = evaluate_decoder(model, cache["val"], amp=args.amp)
-        elapsed = elapsed_before + time.time() - t_start
-        entry = {"epoch": epoch, "loss": total / n, "val_mIoU": val["mIoU"], "val_class_avg": val["class_avg"],
-                 "val_global": val["global_accuracy"], "train_s": round(train_s, 1), "elapsed_s": round(elapsed, 1)}
-        print(json.dumps(entry), flush=True)
-        log.write(json.dumps(entry) + "\n")
-        log.flush()
-        state = decoder_state(model)
-        if val["mIoU"] > best:
-            best = val["mIoU"]
-            save_atomic({"model": state, "epoch": epoch, "val": val, "args": saved_args}, out / "best.pt")
-        save_atomic({"model": state, "optimizer": optimizer.state_dict(), "epoch": epoch, "best_miou": best,
-                     "elapsed_s": elapsed, "args": saved_args}, last)
-        if args.time_limit and elapsed > args.time_limit * 60:
-            print(f"time limit of {args.time_limit} min reached after epoch {epoch}", flush=True)
-            break
-    return {"best_mIoU": best}
+        return {"loss": total / n}
+
+    def evaluate(epoch: int) -> training.Evaluation:
+        return selection(evaluate_decoder(model, selection_cache, selection_index, amp=args.amp))
+
+    # crop and scale: what the card reports of every segmentation run (here the fixed size the frames were encoded at).
+    saved_args = {**vars(args), "crop": list(args.size), "scale": args.size[0] / 360}
+    result = training.fit(model, optimizer, out=args.out, epochs=args.epochs, train_epoch=train_epoch,
+                          evaluate=evaluate, args=saved_args, resume=args.resume,
+                          time_limit=args.time_limit, saved_state=decoder_state)
+    return {"best_mIoU": result["best"]}
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", default="fcn8s-vgg19", choices=sorted(MODELS))
-    p.add_argument("--data", default="../shared/data/camvid")
+    training.add_arguments(p, models=MODELS, model_default="fcn8s-vgg19-camvid", epochs=40, batch_size=8, lr=2e-4,
+                           weight_decay=1e-4, threads=1)
     p.add_argument("--weights-dir", default="../shared/weights", help="where vgg19-caffe/ is")
-    p.add_argument("--out", default="runs/fcn8s_vgg19")
     p.add_argument("--cache", default=None, help="folder of the encoded taps, shareable between models "
                                                  "(default <out>/features)")
     p.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--amp", action="store_true", help="bf16 autocast for the decoder (CPU or CUDA)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--time-limit", type=float, default=None, help="minutes of decoder training, summed over resumes")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)

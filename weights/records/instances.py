@@ -1,42 +1,30 @@
 """Instance segmentation: the CamVid Mask R-CNN trained by the project on the frozen ImageNet VGG-19, and
 torchvision's COCO Mask R-CNN v2 and Keypoint R-CNN where their files are at hand.
 
-The block between RELEASE markers is written by ``python -m core.instances release``
-(sha256 and val metrics of the shipped file); edit the rest by hand.
+The CamVid model's sha256, val metrics and card come from its release (``weights/cards/<name>.json``,
+written by ``python -m core.instances release``); the rest is written by hand.
 """
 
-from core.instances.camvid import INSTANCE_CLASSES
-from core.instances.coco import COCO_CLASSES, KEYPOINT_WEIGHTS, MASKRCNN_WEIGHTS
+from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, MaskRCNN_ResNet50_FPN_V2_Weights
+
+from core.datasets.camvid import INSTANCE_CLASSES
+from core.datasets.coco import COCO_CLASSES
 from weights.records.backbones import VGG19_CAFFE_FP16
 from weights.registry import ExternalFile, ModelRecord, ProjectFile, register
-
-# RELEASE maskrcnn-vgg19-camvid BEGIN
-MASKRCNN_SHA256 = '8f3963b76fe1340a5d5c456f17edd02e6490e06f8669ec203db488318d2b10fa'
-MASKRCNN_METRICS = {'dataset': 'CamVid val (101 frames), instances = connected components',
- 'mask_AP': 0.3043,
- 'mask_AP50': 0.632,
- 'box_AP': 0.3367,
- 'box_AP50': 0.6552,
- 'per_class': {'car': {'box_AP50': 0.5785, 'mask_AP': 0.3553, 'mask_AP50': 0.619},
-               'pedestrian': {'box_AP50': 0.5343, 'mask_AP': 0.1533, 'mask_AP50': 0.4485},
-               'bicyclist': {'box_AP50': 0.8526, 'mask_AP': 0.4043, 'mask_AP50': 0.8284}},
- 'epochs': 20}
-# RELEASE maskrcnn-vgg19-camvid END
+from weights.release import released
 
 register(ModelRecord(
     name="maskrcnn-vgg19-camvid",
     task="instances",
     builder="core.instances.maskrcnn:maskrcnn_vgg19_camvid",
     source=ProjectFile("maskrcnn-vgg19-camvid.safetensors"),
-    sha256=MASKRCNN_SHA256,
     state_loader="core.instances.maskrcnn:load_maskrcnn_vgg19_state",
     # The frozen ImageNet encoder is not shipped: it is the vgg19-caffe file, resolved like any weights.
     extra_files=(VGG19_CAFFE_FP16,),
     license="MIT (project code; heads trained on CamVid); encoder VGG-19, CC BY 4.0",
     description="Mask R-CNN (torchvision's, one stride-8 level) for CamVid's cars, pedestrians and bicyclists on the "
                 "frozen ImageNet VGG-19 up to relu4_4; RPN, box and mask heads trained by the project, fp16.",
-    metrics=MASKRCNN_METRICS,
-    card="maskrcnn-vgg19-camvid.md" if MASKRCNN_SHA256 else None,  # `release` writes the card with the weights
+    **released("maskrcnn-vgg19-camvid"),
     # The detector's own transform normalises (Caffe mean, 0-255, BGR inside the backbone).
     input_size=(360, 480),
     class_names=INSTANCE_CLASSES,
@@ -78,14 +66,16 @@ def _register_torchvision(name: str, builder: str, weights_enum, torchvision_bui
 
 
 _register_torchvision(
-    "maskrcnn-r50-fpn-v2-coco", "core.instances.coco:maskrcnn_r50_fpn_v2_coco", MASKRCNN_WEIGHTS,
+    "maskrcnn-r50-fpn-v2-coco", "core.instances.coco:maskrcnn_r50_fpn_v2_coco",
+    MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
     "maskrcnn_resnet50_fpn_v2", data="COCO",
     description="torchvision's Mask R-CNN v2 (ResNet-50-FPN, Li et al. 2021 recipe) trained on COCO: "
                 "boxes, classes and masks for 80 kinds of object.",
     class_names=COCO_CLASSES,
 )
 _register_torchvision(
-    "keypointrcnn-r50-fpn-coco", "core.instances.coco:keypointrcnn_r50_fpn_coco", KEYPOINT_WEIGHTS,
+    "keypointrcnn-r50-fpn-coco", "core.instances.coco:keypointrcnn_r50_fpn_coco",
+    KeypointRCNN_ResNet50_FPN_Weights.COCO_V1,
     "keypointrcnn_resnet50_fpn", data="COCO person keypoints",
     description="torchvision's Keypoint R-CNN (ResNet-50-FPN) trained on COCO: a box and 17 body landmarks "
                 "(nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles) per person; no masks.",

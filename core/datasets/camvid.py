@@ -1,4 +1,5 @@
-"""CamVid's 11 classes in the SegNet/ENet index order, their colours, and the lecture's table order."""
+"""CamVid (SegNet's 480x360 version): its 11 classes in label-map order, their colours, the lecture's table order,
+the train split's pixel counts, and the classes the instance models detect."""
 
 #: Class index -> name, the order of the SegNet-prepared label maps (index 11 is void).
 CAMVID_CLASSES = (
@@ -21,3 +22,6 @@ TRAIN_PIXEL_COUNTS = (
     10682767, 14750079, 623349, 20076880, 2845085, 6166762, 743859, 714595,
     3719877, 405385, 184967, 2503995,
 )
+#: Detection labels of the CamVid instance models: 0 is background, then these CamVid classes
+#: (torchvision's convention), named like COCO's.
+INSTANCE_CLASSES = ("car", "pedestrian", "bicyclist")

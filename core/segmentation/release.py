@@ -1,0 +1,237 @@
+"""Release a trained CamVid segmentation model: weight file, val metrics, model card, facts (:mod:`weights.release`).
+
+    python -m core.segmentation release --name enet-camvid --checkpoint runs/enet-camvid/best.pt \
+        --data ../shared/data/camvid
+    python -m core.segmentation export --checkpoint runs/enet-camvid/best.pt --out enet.safetensors
+
+``release`` is the one command after training: it exports, scores the *shipped file* on CamVid
+val (so the card reports what ships), and writes ``weights/cards/<name>.md`` and
+``weights/cards/<name>.json``, whose sha256 and metrics the record reads. ``export`` writes the
+weight file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+
+from core.datasets.camvid import LECTURE_ORDER
+from core.runtime import configure
+from core.segmentation import train, train_frozen
+from core.segmentation.data import camvid_names, load_camvid, sequence_index
+from core.segmentation.evaluate import evaluate_model
+from weights.registry import get_record
+from weights.release import command_line, export_weights, release as release_weights
+
+PROG = "python -m core.segmentation"
+#: Registered model -> the training command that trains it (program, its arguments).
+TRAINERS = {
+    **{name: (f"{PROG} train", train.add_arguments) for name in train.MODELS},
+    **{name: (f"{PROG} train-frozen", train_frozen.add_arguments) for name in train_frozen.MODELS},
+}
+
+# The three networks on the frozen VGG-19 (train_frozen.py) share how they were initialised and trained.
+_FROZEN_INIT = ("encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **frozen** and not shipped (the record "
+                "names it as an extra file); {part}.")
+_FROZEN_TRAINING = ("the frozen encoder ran once per frame (its relu taps cached in fp16), then only the {part} was "
+                    "trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {{lr:g}} with polynomial "
+                    "decay over the time budget, weight decay {{weight_decay:g}}, batch {{batch_size}}, {{precision}}, no "
+                    "image augmentation (fixed features), on {{threads}} CPU thread(s).")
+_FROZEN_RESOLUTION = "frames resized to {crop_w}x{crop_h} (2/3 of 480x360), padded to 256x320 for the stride-32 encoder"
+
+
+def _frozen_card(architecture: str, init: str, part: str = "decoder") -> dict:
+    return {"architecture": architecture, "init": _FROZEN_INIT.format(part=init),
+            "training": _FROZEN_TRAINING.format(part=part), "resolution": _FROZEN_RESOLUTION}
+
+
+#: What the card says about each registered model's architecture, initialisation and training.
+CARD_TEXT = {
+    "enet-camvid": {
+        "architecture": "ENet as in the paper's Table 1 (initial block, bottlenecks with regular, dilated and "
+        "asymmetric convs, PReLU, spatial dropout, max-unpool decoder); `core/segmentation/enet.py`.",
+        "init": "from scratch (random), as in the ENet paper; no ImageNet weights.",
+        # With --init the run continued from an earlier file (say, trained at a lower resolution).
+        "continued": " Two stages: an earlier run of this model made the file `{init}` (its card describes that run); "
+                     "then, starting from that file (`{init}`), the run below.",
+        "training": "class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {lr:g} with polynomial decay over "
+                    "the time budget, weight decay {weight_decay:g}, batch {batch_size}, flip / scale+crop / colour "
+                    "augmentation, {precision}, on {threads} CPU thread(s).",
+        "resolution": "frames scaled by {scale:.4g} (480x360 -> {work_w}x{work_h}), random {crop_w}x{crop_h} crops "
+                      "after a random scale in {scale_range}",
+    },
+    "fcn8s-vgg19-camvid": _frozen_card(
+        "FCN-8s (Long et al.): class scores from pool5 (through a 3x3 conv to 256 channels and a 1x1, "
+        "DeepLab-LargeFOV-style instead of the 4096-wide fc6/fc7), fused with scores from pool4 and "
+        "pool3 after learned 2x upsamplings (bilinear-initialised), then 8x; `core/segmentation/fcn.py`.",
+        "head: random, score layers of the skips zero-initialised as in the paper", part="head"),
+    "segnet-vgg19-camvid": _frozen_card(
+        "SegNet's decoder (Badrinarayanan et al.): five stages mirroring VGG-16's blocks (13 3x3 "
+        "convs with BN and ReLU), each starting with `max_unpool2d` from the pooling indices of the "
+        "mirrored encoder block, then a 3x3 conv to the classes; the encoder is VGG-19 (whose ImageNet "
+        "weights are at hand) instead of the paper's VGG-16; `core/segmentation/segnet.py`.",
+        "decoder: random (PyTorch's default init)"),
+    "unet-vgg19-camvid": _frozen_card(
+        "U-Net (Ronneberger et al.) on timm's `vgg19` `features_only` encoder: from relu5_4 "
+        "(stride 16), four decoder blocks each upsample 2x, concatenate the encoder map of that stride "
+        "(relu4_4, relu3_4, relu2_2, relu1_2) and apply two 3x3 conv-BN-ReLU (256, 128, 64, 32 "
+        "channels), then a 3x3 conv to the classes; `core/segmentation/unet.py`.",
+        "decoder: random (PyTorch's default init)"),
+}
+
+
+def _storage(bits: int, short: bool = False) -> str:
+    if not bits:
+        return "fp16" if short else "fp16 safetensors"
+    if short:
+        return f"{bits}-bit palettised"
+    return (f"safetensors with every conv weight {bits}-bit palettised ({2 ** bits} fp16 values per output channel, "
+            f"1-D k-means; `weights/palette.py`) and the rest fp16 (fp32 where a value exceeds fp16's range)")
+
+
+def _data_line(recipe: dict, data) -> str:
+    holdout = recipe.get("holdout")
+    if not holdout:
+        return ("- **Data**: CamVid (SegNet's 480x360 version), train split (367 frames) for training, val split "
+                "(101 frames) for model selection and the numbers below; 11 classes, void ignored.")
+    held = len(sequence_index(camvid_names(data, "train"), holdout)[1])
+    return (f"- **Data**: CamVid (SegNet's 480x360 version): the train split without sequence {holdout} for training, "
+            f"the {held} train frames of sequence {holdout} held out for model selection, and the val split "
+            "(101 frames), scored once, at release, for the numbers below; 11 classes, void ignored.")
+
+
+def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
+    """Markdown model card: data, initialisation, exact commands, epochs, per-class val IoU in the lecture's order."""
+    args, run = facts["recipe"], facts["run"]
+    iou = dict(zip(result["classes"], result["iou"]))
+    acc = dict(zip(result["classes"], result["class_accuracy"]))
+    head = "| | " + " | ".join(LECTURE_ORDER) + " | class avg. | mIoU | global |"
+    rule = "|---" * (len(LECTURE_ORDER) + 4) + "|"
+    acc_row = "| accuracy | " + " | ".join(f"{100 * acc[c]:.1f}" for c in LECTURE_ORDER) + \
+        f" | {100 * result['class_avg']:.1f} | | {100 * result['global_accuracy']:.1f} |"
+    iou_row = "| IoU | " + " | ".join(f"{100 * iou[c]:.1f}" for c in LECTURE_ORDER) + \
+        f" | | **{100 * result['mIoU']:.1f}** | |"
+    h, w = args.get("crop", (240, 320))
+    text = CARD_TEXT[name]
+    scale = args.get("scale", 2 / 3)
+    fmt = dict(lr=args.get("lr", 0), weight_decay=args.get("weight_decay", 0), batch_size=args.get("batch_size"),
+               threads=args.get("threads", 1), scale=scale, crop_w=w, crop_h=h,
+               scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
+               precision="bf16 autocast" if args.get("amp") else "fp32", init=args.get("init"),
+               work_w=round(480 * scale), work_h=round(360 * scale))
+    selected_on = f"mIoU on the held-out sequence {args['holdout']}" if args.get("holdout") else "val mIoU"
+    bits = facts["palette_bits"]
+    lines = [
+        f"# {name}",
+        "",
+        record.description,
+        "",
+        f"- **File**: `weights/{facts['file']}`, {facts['bytes'] / 1e6:.2f} MB, {_storage(bits)}, "
+        f"sha256 `{facts['sha256']}`.",
+        f"- **Architecture**: {text['architecture']}",
+        f"- **Initialisation**: {text['init']}" + (text["continued"].format(**fmt) if args.get("init") else ""),
+        _data_line(args, data) + " The test split (233 frames) is not available here: these are val numbers, not "
+        "comparable 1:1 with the papers' test table.",
+        f"- **Resolution**: {text['resolution'].format(**fmt)}; inference fits any image into "
+        f"{record.input_size[1]}x{record.input_size[0]} (pad to the network's stride, crop back, upsample the logits "
+        "to the input size)." + (" The low resolution was chosen for a CPU-only training budget."
+                                 if record.input_size[0] < 360 else ""),
+        f"- **Training**: {text['training'].format(**fmt)}",
+        f"- **Epochs**: best {selected_on} at epoch {run['best_epoch']} of {run.get('epochs_run', '?')} run "
+        f"({run.get('minutes', 0):.0f} min of training, summed over resumes).",
+        f"- **Command**: `{facts['train_command']}`",
+        f"- **Release command** (export + val evaluation + this card + the facts its record reads, "
+        f"`weights/cards/{name}.json`): `{facts['release_command']}`",
+        "",
+        f"## CamVid val ({result['frames']} frames), weights as shipped",
+        "",
+        head,
+        rule,
+        acc_row,
+        iou_row,
+        "",
+    ]
+    checkpoint_val = facts["checkpoint_val"].get("mIoU")
+    if checkpoint_val is not None and not args.get("holdout"):  # with a holdout the checkpoint was scored elsewhere
+        cost = 100 * (checkpoint_val - result["mIoU"])
+        verdict = (f"storing it {_storage(bits, short=True)} keeps the accuracy" if cost < 0.5
+                   else f"storing it {_storage(bits, short=True)} costs {cost:.2f} points")
+        lines.append(f"The fp32 checkpoint scored {100 * checkpoint_val:.2f} val mIoU; the shipped file scores "
+                     f"{100 * result['mIoU']:.2f}: {verdict}.")
+        lines.append("")
+    lines.append("Reference (CamVid **test**, from the papers): ENet 51.3 class IoU, SegNet 55.6 (lecture table), "
+                 "a public PyTorch ENet 52.1, SegNet with an ImageNet encoder 60.1. This model had a CPU budget of "
+                 "hours; the papers train for hundreds of epochs at 480x360 on a GPU, encoders included.")
+    return "\n".join(lines) + "\n"
+
+
+def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None = None, weights_dir=None,
+            encoder_weights_dir=None, palette_bits: int = 0) -> dict:
+    """Export ``checkpoint`` as the file of the registered model ``name``, score it on val, write card and facts.
+
+    ``weights_dir``: where to write (default the project's ``weights/``); ``encoder_weights_dir``: where a
+    frozen encoder's weights are (``--weights-dir`` of the app).
+    """
+    torch.set_num_threads(threads)
+    if encoder_weights_dir:
+        configure(weights_dir=encoder_weights_dir)
+    record = get_record(name)
+    val = load_camvid(data, "val", limit=limit)
+
+    def score(model) -> tuple[dict, dict]:
+        t0 = time.time()
+        result = evaluate_model(model, record, val.images, val.labels)
+        result["eval_s"] = round(time.time() - t0, 1)
+        metrics = {
+            "dataset": f"CamVid val ({result['frames']} frames)",
+            "mIoU": round(result["mIoU"], 4),
+            "class_avg": round(result["class_avg"], 4),
+            "global_accuracy": round(result["global_accuracy"], 4),
+            "iou": {c: round(v, 4) for c, v in zip(result["classes"], result["iou"])},
+        }
+        return metrics, result
+
+    command = command_line(f"{PROG} release", add_release_arguments, {
+        "name": name, "checkpoint": str(checkpoint), "data": str(data), "weights_dir": encoder_weights_dir,
+        "threads": threads, "limit": limit, "palette_bits": palette_bits})
+    facts = release_weights(name, checkpoint, trainer=TRAINERS[name], release_command=command, score=score,
+                            card=lambda facts, result: model_card(name, record, facts, result, data=data),
+                            weights_dir=weights_dir, palette_bits=palette_bits)
+    return {"file": facts["file"], "sha256": facts["sha256"], "bytes": facts["bytes"],
+            "checkpoint_val_mIoU": facts["checkpoint_val"].get("mIoU"), **facts["metrics"]}
+
+
+def main(args) -> int:
+    if args.command == "release":
+        print(json.dumps(release(args.checkpoint or f"runs/{args.name}/best.pt", args.name, args.data,
+                                 threads=args.threads, limit=args.limit, encoder_weights_dir=args.weights_dir,
+                                 palette_bits=args.palette_bits), indent=1))
+    else:
+        exported = export_weights(args.checkpoint, args.out, args.palette_bits)
+        exported["val"] = {k: v for k, v in exported["val"].items() if k != "confusion"}
+        print(json.dumps(exported, indent=1))
+    return 0
+
+
+def _add_palette_argument(p) -> None:
+    p.add_argument("--palette-bits", type=int, choices=(0, 4, 8), default=0,
+                   help="0: fp16; 4 or 8: palettise the conv weights (for decoders too big for the repository in fp16)")
+
+
+def add_export_arguments(p) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    _add_palette_argument(p)
+
+
+def add_release_arguments(p) -> None:
+    p.add_argument("--name", required=True, choices=sorted(TRAINERS),
+                   help="the registered model whose file, card and facts to write")
+    p.add_argument("--checkpoint", default=None, help="default runs/<name>/best.pt")
+    p.add_argument("--data", default="../shared/data/camvid")
+    p.add_argument("--weights-dir", default=None, help="folder with a frozen encoder's weights (vgg19-caffe/)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke tests)")
+    _add_palette_argument(p)

@@ -1,0 +1,199 @@
+"""The one training loop (core/training.py) and the three trainers on it: best and last checkpoints, resume (also from a
+segmentation checkpoint written before the loop), the time budget summed over resumes, a held-out training sequence
+for model selection, and the command line rebuilt from a run's saved arguments."""
+
+import argparse
+import json
+import shlex
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from core import training
+from core.datasets.camvid import CAMVID_CLASSES
+from core.segmentation.data import camvid_names, sequence_index
+from weights.release import command_line
+
+torch.set_num_threads(1)
+
+SKY, ROAD, CAR = (CAMVID_CLASSES.index(n) for n in ("Sky", "Road", "Car"))
+
+
+@pytest.fixture(scope="module")
+def tiny_camvid(tmp_path_factory):
+    """A CamVid-shaped folder of 64x96 frames: train holds two sequences (0001TP, 0006R0), two frames each."""
+    root = tmp_path_factory.mktemp("camvid")
+    rng = np.random.default_rng(0)
+    splits = {"train": ["0001TP_000010", "0001TP_000020", "0006R0_000010", "0006R0_000020"],
+              "val": ["0016E5_000010", "0016E5_000020"]}
+    for split, names in splits.items():
+        (root / split).mkdir()
+        (root / f"{split}annot").mkdir()
+        for name in names:
+            Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(root / split / f"{name}.png")
+            label = np.full((64, 96), ROAD, np.uint8)
+            label[:20] = SKY
+            label[30:50, 20:60] = CAR
+            Image.fromarray(label).save(root / f"{split}annot" / f"{name}.png")
+    return root
+
+
+def _linear_run(tmp_path, scores: dict[int, float], **kwargs):
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def train_epoch(epoch, clock):
+        loss = model(torch.ones(1, 2)).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": float(loss.detach())}
+
+    def evaluate(epoch):
+        return training.Evaluation(score=scores[epoch], log={"score": scores[epoch]}, metrics={"score": scores[epoch]})
+
+    return training.fit(model, optimizer, out=tmp_path, train_epoch=train_epoch, evaluate=evaluate,
+                        args={"lr": 0.1}, **kwargs)
+
+
+def _epochs(log) -> list[int]:
+    return [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+
+
+def test_fit_keeps_the_best_epoch_resumes_after_the_last_and_sums_time_over_resumes(tmp_path):
+    scores = {0: 0.2, 1: 0.5, 2: 0.3, 3: 0.4, 4: 0.1}
+    assert _linear_run(tmp_path, scores, epochs=2, resume=True) == {"best": 0.5}
+    first = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert set(first) == {"model", "optimizer", "epoch", "best", "elapsed_s", "args"} and first["epoch"] == 1
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 1
+    _linear_run(tmp_path, scores, epochs=4, resume=True)  # epochs 2 and 3 score lower: best.pt stays
+    assert _epochs(tmp_path / "log.jsonl") == [0, 1, 2, 3]
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == 1 and best["val"] == {"score": 0.5}
+    second = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert second["epoch"] == 3 and second["elapsed_s"] >= first["elapsed_s"]
+    # An hour already spent on earlier resumes: a 30-minute budget stops the run after one more epoch.
+    second["elapsed_s"] = 3600.0
+    torch.save(second, tmp_path / "last.pt")
+    _linear_run(tmp_path, {**scores, 5: 0.9}, epochs=10, resume=True, time_limit=30)
+    assert _epochs(tmp_path / "log.jsonl") == [0, 1, 2, 3, 4]
+    # Without resume the run starts over.
+    _linear_run(tmp_path, scores, epochs=1, resume=False)
+    assert _epochs(tmp_path / "log.jsonl")[-1] == 0
+
+
+def test_fit_resumes_a_checkpoint_written_before_the_loop_and_refuses_one_that_does_not_fit(tmp_path):
+    _linear_run(tmp_path, {0: 0.2}, epochs=1, resume=True)
+    old = torch.load(tmp_path / "last.pt", weights_only=True)
+    old["best_miou"] = old.pop("best")  # the segmentation trainers' key before core/training.py
+    old["best_miou"] = 0.95
+    torch.save(old, tmp_path / "last.pt")
+    assert _linear_run(tmp_path, {1: 0.5}, epochs=2, resume=True) == {"best": 0.95}
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 0  # 0.5 < 0.95: no new best
+    lost = torch.load(tmp_path / "last.pt", weights_only=True)
+    del lost["model"]["bias"]
+    torch.save(lost, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="does not fit the model"):
+        _linear_run(tmp_path, {2: 0.5}, epochs=3, resume=True)
+
+
+def test_command_line_parses_back_to_the_arguments_and_ends_with_resume():
+    def add_arguments(p):
+        p.add_argument("--model", required=True)
+        p.add_argument("--crop", type=int, nargs=2, default=(240, 320))
+        p.add_argument("--scale", type=float, default=2 / 3)
+        p.add_argument("--lr", type=float, default=5e-4)
+        p.add_argument("--resume", action="store_true")
+        p.add_argument("--amp", action="store_true")
+        p.add_argument("--init", default=None)
+
+    args = {"model": "enet-camvid", "crop": [360, 480], "scale": 2 / 3, "lr": 0.0005, "amp": True, "init": None,
+            "command": "train"}
+    line = command_line("python -m core.segmentation train", add_arguments, args)
+    assert line == ("python -m core.segmentation train --model enet-camvid --crop 360 480 --scale 0.6666666666666666 "
+                    "--lr 0.0005 --amp --resume")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    parsed = vars(parser.parse_args(shlex.split(line)[4:]))  # after "python -m core.segmentation train"
+    assert parsed == {"model": "enet-camvid", "crop": [360, 480], "scale": 2 / 3, "lr": 0.0005, "resume": True,
+                      "amp": True, "init": None}
+
+
+def test_a_sequence_is_held_out_by_its_frame_names(tiny_camvid):
+    names = camvid_names(tiny_camvid, "train")
+    assert sequence_index(names, "0006R0") == ([0, 1], [2, 3])
+    with pytest.raises(ValueError, match="no frame of sequence"):
+        sequence_index(names, "0016E5")
+
+
+def _segmentation_args(data, out, **changes):
+    args = dict(model="enet-camvid", data=str(data), out=str(out), epochs=1, batch_size=2, crop=(32, 48), scale=1.0,
+                scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1, device="cpu", amp=False, resume=True,
+                limit=None, time_limit=None, seed=0, init=None, holdout="0006R0")
+    return SimpleNamespace(**{**args, **changes})
+
+
+def test_enet_trainer_selects_on_a_held_out_sequence_resumes_an_old_run_and_releases(tiny_camvid, tmp_path, capsys):
+    from core.segmentation.release import release
+    from core.segmentation.train import train
+
+    train(_segmentation_args(tiny_camvid, tmp_path / "run"))
+    assert "train 2 frames, selection 2 frames" in capsys.readouterr().out
+    # The run in progress when the loop arrived: its last.pt says "best_miou" and names the model "enet".
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    last["best_miou"] = last.pop("best")
+    last["args"]["model"] = "enet"
+    torch.save(last, tmp_path / "run" / "last.pt")
+    train(_segmentation_args(tiny_camvid, tmp_path / "run", epochs=2))
+    assert _epochs(tmp_path / "run" / "log.jsonl") == [0, 1]
+
+    result = release(tmp_path / "run" / "best.pt", "enet-camvid", tiny_camvid, weights_dir=tmp_path / "weights")
+    card = (tmp_path / "weights" / "cards" / "enet-camvid.md").read_text()
+    assert "the 2 train frames of sequence 0006R0 held out for model selection" in card
+    assert "--holdout 0006R0" in card and "CamVid val (2 frames)" in card and 0 <= result["mIoU"] <= 1
+
+
+def test_frozen_trainer_selects_on_a_held_out_sequence_without_encoding_val(tiny_camvid, shared_weights, tmp_path):
+    from core.segmentation.train_frozen import train_frozen
+
+    args = SimpleNamespace(
+        model="fcn8s-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
+        cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=False,
+        threads=1, device="cpu", resume=True, time_limit=None, limit=None, seed=0, holdout="0006R0",
+    )
+    train_frozen(args)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["train-64x96.pt"]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["args"]["holdout"] == "0006R0" and not any(k.startswith("encoder.") for k in best["model"])
+
+
+def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid, shared_weights, tmp_path):
+    from core.instances.release import release
+    from core.instances.train import train
+
+    args = SimpleNamespace(
+        model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
+        out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
+        threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0",
+    )
+    train(args)
+    assert set(torch.load(tmp_path / "run" / "features.pt", weights_only=True)) == {"train", "train_flip"}
+    args.epochs = 2
+    train(args)  # a rerun continues
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in lines] == [0, 1] and all("val_mask_AP50_mean" in e for e in lines)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert not any(k.startswith("backbone.encoder.") for k in last["model"])
+
+    result = release(tmp_path / "run" / "best.pt", tiny_camvid, limit=1, weights_dir=tmp_path / "weights",
+                     encoder_weights_dir=shared_weights)
+    facts = json.loads((tmp_path / "weights" / "cards" / "maskrcnn-vgg19-camvid.json").read_text())
+    assert facts["sha256"] == result["sha256"] and facts["metrics"]["epochs"] == facts["run"]["best_epoch"]
+    assert facts["train_command"].startswith("python -m core.instances train --model maskrcnn-vgg19-camvid ")
+    card = (tmp_path / "weights" / "cards" / "maskrcnn-vgg19-camvid.md").read_text()
+    assert result["sha256"] in card and "held-out train sequence 0006R0" in card

@@ -1,0 +1,149 @@
+"""Release a trained model, whatever its task: the weight file, its model card, and the facts the record reads.
+
+    <weights_dir>/<name>.safetensors     fp16, or palettised (weights/palette.py) for decoders too big in fp16
+    <weights_dir>/cards/<name>.md        the model card: data, recipe, commands, metrics
+    <weights_dir>/cards/<name>.json      the facts: sha256, metrics, recipe, training and release commands
+
+The record of ``name`` (``weights/records/<task>.py``) reads its sha256 and metrics from the JSON
+through :func:`released`, as torchvision's ``Weights.meta`` carries the metrics beside the weights:
+a release writes data, never Python source. The task's release command
+(``python -m core.segmentation release``, ``python -m core.instances release``) says how its
+model is scored and what its card says; :func:`release` does the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from weights.palette import palettize
+from weights.registry import create, get_record, load_state
+
+#: Where the project's own weights, cards and facts live (a release may write elsewhere, e.g. in a test).
+WEIGHTS_DIR = Path(__file__).resolve().parent
+
+
+def released(name: str) -> dict:
+    """What the record of ``name`` takes from its release: ``sha256``, ``metrics`` and ``card``, read from
+    ``weights/cards/<name>.json``; a model not released yet has none of them."""
+    path = WEIGHTS_DIR / "cards" / f"{name}.json"
+    if not path.exists():
+        return {"sha256": None, "metrics": {}, "card": None}
+    facts = json.loads(path.read_text())
+    return {"sha256": facts["sha256"], "metrics": facts["metrics"], "card": f"{name}.md"}
+
+
+def _fits_fp16(v: torch.Tensor) -> bool:
+    """Float tensors go fp16 unless a value would overflow it: a BN right after the frozen encoder's raw
+    activations keeps running variances in the millions, which fp16 (max 65504) would turn into inf."""
+    return v.is_floating_point() and bool(v.abs().max() <= torch.finfo(torch.float16).max)
+
+
+def export_weights(checkpoint, out, palette_bits: int = 0) -> dict:
+    """best.pt -> fp16 safetensors (BN statistics and PReLU slopes included), or with ``palette_bits`` 4 or 8 the
+    large weights palettised (:mod:`weights.palette`) and the rest fp16; returns the file's sha256 and size, and the
+    checkpoint's epoch, selection metrics and training arguments."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in ckpt["model"].items() if not k.endswith("num_batches_tracked")}
+    if palette_bits:
+        state = palettize(state, palette_bits)
+    state = {k: (v.half() if _fits_fp16(v) else v).contiguous() for k, v in state.items()}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out))
+    return {"out": str(out), "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "bytes": out.stat().st_size,
+            "palette_bits": palette_bits, "epoch": ckpt.get("epoch"), "val": ckpt.get("val", {}),
+            "args": ckpt.get("args") or {}}
+
+
+def command_line(prog: str, add_arguments: Callable, args: dict) -> str:
+    """The command that parses to ``args``: ``prog``, then every option of the parser ``add_arguments`` builds that
+    has a value in ``args`` (a switch when on), in the parser's order. A ``--resume`` switch comes last and always:
+    the same command starts a run and continues it after a time limit."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    parts, resume = [prog], []
+    for action in parser._actions:  # argparse has no public list of a parser's options
+        if action.dest == "resume":
+            resume = [action.option_strings[0]]
+            continue
+        value = args.get(action.dest)
+        if value is None or value is False:
+            continue
+        flag = action.option_strings[0]
+        if action.nargs == 0:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            parts.append(" ".join([flag, *map(_format, value)]))
+        else:
+            parts.append(f"{flag} {_format(value)}")
+    return " ".join(parts + resume)
+
+
+def _format(value) -> str:
+    """A value as typed: 0.0005, 120, 1; a float that %g would round keeps every digit."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def run_summary(checkpoint, epoch: int) -> dict:
+    """The run that made ``checkpoint`` (its best ``epoch``, 0-based): best epoch (1-based), and from ``last.pt``
+    beside it the epochs run and the minutes of training, summed over resumes."""
+    run = {"best_epoch": epoch + 1}
+    last = Path(checkpoint).with_name("last.pt")
+    if last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        run.update(epochs_run=ckpt["epoch"] + 1, minutes=round(float(ckpt.get("elapsed_s", 0.0)) / 60, 1))
+    return run
+
+
+def release(name: str, checkpoint, *, trainer: tuple[str, Callable], release_command: str,
+            score: Callable[[nn.Module], tuple[dict, dict]], card: Callable[[dict, dict], str],
+            weights_dir=None, palette_bits: int = 0) -> dict:
+    """Ship ``checkpoint`` (a ``best.pt`` of :func:`core.training.fit`) as the registered model ``name``.
+
+    Exports it to the record's file in ``weights_dir`` (default the project's ``weights/``), loads that file
+    into the record's architecture as the app will, and scores it: ``score(model) -> (metrics, details)``,
+    the metrics for the record, the details for the card. Then writes ``cards/<name>.md``
+    (``card(facts, details)``) and ``cards/<name>.json`` (the facts). ``trainer``: the training command's
+    program and its ``add_arguments``, to rebuild the command from the checkpoint's saved arguments.
+    Returns the facts.
+    """
+    record = get_record(name)
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    exported = export_weights(checkpoint, weights_dir / record.source.filename, palette_bits)
+    model = create(name, pretrained=False)
+    model.load_state_dict(load_state(record, exported["out"]), strict=True)
+    metrics, details = score(model)
+    metrics["epochs"] = exported["epoch"] + 1  # the best epoch, 1-based: every record's metrics say it
+    recipe = {**exported["args"], "model": name}  # a run may predate the registry name as its --model
+    recipe.pop("command", None)  # the CLI's subcommand, not a training option
+    prog, add_arguments = trainer
+    facts = {
+        "name": name,
+        "file": record.source.filename,
+        "bytes": exported["bytes"],
+        "palette_bits": palette_bits,
+        "sha256": exported["sha256"],
+        "metrics": metrics,
+        "checkpoint_val": {k: v for k, v in exported["val"].items() if k != "confusion"},
+        "run": run_summary(checkpoint, exported["epoch"]),
+        "recipe": recipe,
+        "train_command": command_line(prog, add_arguments, recipe),
+        "release_command": release_command,
+    }
+    facts = json.loads(json.dumps(facts, default=str))  # what the record will read back: tuples become lists
+    cards = weights_dir / "cards"
+    cards.mkdir(parents=True, exist_ok=True)
+    (cards / f"{name}.md").write_text(card(facts, details))
+    (cards / f"{name}.json").write_text(json.dumps(facts, indent=1) + "\n")
+    return facts
