@@ -40,6 +40,13 @@ def released(name: str) -> dict:
     return {"sha256": facts["sha256"], "metrics": facts["metrics"], "card": f"{name}.md"}
 
 
+def quality_check(name: str) -> dict | None:
+    """The score of ``name``'s shipped file on a small fixed set of real frames, recorded at release, which the
+    tests measure again: ``{"frames": N, "split": ..., <metric>: value}`` (None before a release)."""
+    path = WEIGHTS_DIR / "cards" / f"{name}.json"
+    return json.loads(path.read_text()).get("quality_check") if path.exists() else None
+
+
 def _fits_fp16(v: torch.Tensor) -> bool:
     """Float tensors go fp16 unless a value would overflow it: a BN right after the frozen encoder's raw
     activations keeps running variances in the millions, which fp16 (max 65504) would turn into inf."""
@@ -113,7 +120,8 @@ def release(name: str, checkpoint, *, trainer: tuple[str, Callable], release_com
 
     Exports it to the record's file in ``weights_dir`` (default the project's ``weights/``), loads that file
     into the record's architecture as the app will, and scores it: ``score(model) -> (metrics, details)``,
-    the metrics for the record, the details for the card. Then writes ``cards/<name>.md``
+    the metrics for the record, the details for the card (a ``details["quality_check"]``, the score on a small
+    fixed set that a test re-measures, is kept in the facts). Then writes ``cards/<name>.md``
     (``card(facts, details)``) and ``cards/<name>.json`` (the facts). ``trainer``: the training command's
     program and its ``add_arguments``, to rebuild the command from the checkpoint's saved arguments.
     Returns the facts.
@@ -141,6 +149,8 @@ def release(name: str, checkpoint, *, trainer: tuple[str, Callable], release_com
         "train_command": command_line(prog, add_arguments, recipe),
         "release_command": release_command,
     }
+    if "quality_check" in details:
+        facts["quality_check"] = details["quality_check"]
     facts = json.loads(json.dumps(facts, default=str))  # what the record will read back: tuples become lists
     cards = weights_dir / "cards"
     cards.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from core.datasets.camvid import LECTURE_ORDER
 from core.runtime import configure
 from core.segmentation import train, train_frozen
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
-from core.segmentation.evaluate import evaluate_model
+from core.segmentation.evaluate import evaluate_model, quality_check_score
 from weights.registry import get_record
 from weights.release import command_line, export_weights, release as release_weights
 
@@ -191,6 +191,7 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
             "global_accuracy": round(result["global_accuracy"], 4),
             "iou": {c: round(v, 4) for c, v in zip(result["classes"], result["iou"])},
         }
+        result["quality_check"] = quality_check_score(model, record, val)
         return metrics, result
 
     command = command_line(f"{PROG} release", add_release_arguments, {
