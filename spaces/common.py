@@ -16,6 +16,7 @@ from gradio.profiling import traced_sync
 
 from core.errors import UserError
 from core.images import DEFAULT_MAX_SIDE, LoadedImage, load_image
+from core.runtime import release_memory
 
 log = logging.getLogger("cvhub")
 
@@ -130,6 +131,8 @@ def grouped_batch(images: list, key, run_group, *, what: str, max_side: int, fai
             outs = [exc] * len(members)
         for k, out in zip(members, outs):
             results[k] = out
+    loaded.clear()
+    release_memory()  # glibc would keep the freed uploads and activations in its arenas for good
     if len(images) == 1 and isinstance(results[0], UserError):
         raise results[0]
     results = [failed(r) if isinstance(r, UserError) else r for r in results]

@@ -216,7 +216,9 @@ def build() -> None:
             with gr.Row():
                 with gr.Column():
                     name = gr.Textbox(label="Name", max_length=gallery_db.MAX_NAME_LENGTH)
-                    photos = gr.File(file_count="multiple", file_types=["image"], label="Photo(s) of this person")
+                    # No file_types: Gradio would refuse by extension with its own words; the loader reads the
+                    # content and explains in one sentence what it cannot use.
+                    photos = gr.File(file_count="multiple", label="Photo(s) of this person")
                     enroll_btn = gr.Button("Enroll", variant="primary")
                 with gr.Column():
                     query = UploadImage(label="Who is in this photo?")

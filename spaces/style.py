@@ -125,14 +125,16 @@ def run_style(
         raise UserError("Give at least one style layer a non-zero lambda (or set β to 0).")
     if content_layer not in LAYER_NAMES:
         raise UserError("Pick the content layer from the list.")
-    content = resize_longest(as_batch(to_tensor(read_image(content_upload, what="content image").image)), size)
-    styles = [to_tensor(read_image(style_upload, what="style image").image)]
-    blend_weights = None
-    if style2_upload is not None:
-        styles.append(to_tensor(read_image(style2_upload, what="second style image").image))
-        blend_weights = [float(blend), 1.0 - float(blend)]
-    # Big style images only cost time: the network sees them at about the result's size.
-    styles = [resize_longest(as_batch(s), max(64, round(size * float(style_scale)))) for s in styles]
+    # Each picture is read at the size the network will see, so the size rules (a thin picture is refused
+    # in one sentence) apply to that image; big style images only cost time, so they are seen at about the
+    # result's size.
+    style_side = max(64, round(size * float(style_scale)))
+    content = resize_longest(as_batch(to_tensor(read_image(content_upload, what="content image",
+                                                           max_side=size).image)), size)
+    uploads = [(style_upload, "style image")] + ([(style2_upload, "second style image")] if style2_upload else [])
+    styles = [resize_longest(as_batch(to_tensor(read_image(u, what=what, max_side=style_side).image)), style_side)
+              for u, what in uploads]
+    blend_weights = [float(blend), 1.0 - float(blend)] if style2_upload is not None else None
     config = TransferConfig(
         alpha=float(alpha), beta=float(beta), style_weights=style_weights, content_layer=content_layer,
         normalization=normalization, tv_weight=float(tv_weight), init=init, optimizer=optimizer, lr=float(lr),

@@ -7,7 +7,6 @@ import gradio as gr
 
 from core.errors import UserError
 from core.images import to_pil, to_tensor
-from core.runtime import settings
 from core.visualize import activations as act
 from core.visualize.filters import filter_grid
 from core.visualize.layers import first_conv, layer_catalog, visualizable_models
@@ -131,19 +130,15 @@ def _activation_maps(upload, model: str, layer: str, unit) -> tuple[list, object
 
 
 @user_errors
-def activation_maps(uploads, models, layers, units):
-    """Batched: per request, the strongest channels' maps (click one for its patches) and the chosen unit's overlay.
+def activation_maps(upload, model: str, layer: str, unit):
+    """The strongest channels' maps (click one for its patches) and the chosen unit's overlay.
 
-    Requests are answered one by one: uploads differ in size, so they cannot share a tensor.
+    Not a batched handler: uploads differ in size, so requests could not share a tensor anyway, and alone
+    each request fails with its own sentence, never with a neighbour's bad upload.
     """
-    galleries, overlays = [], []
-    for upload, model, layer, unit in zip(uploads, models, layers, units):
-        if upload is None:
-            raise UserError("Upload an image to see its activation maps.")
-        gallery, over = _activation_maps(upload, model, layer, unit)
-        galleries.append(gallery)
-        overlays.append(over)
-    return galleries, overlays
+    if upload is None:
+        raise UserError("Upload an image to see its activation maps.")
+    return _activation_maps(upload, model, layer, unit)
 
 
 def unit_from_caption(evt: gr.SelectData) -> int:
@@ -219,8 +214,7 @@ def build() -> None:
     patches_btn.click(**{**patch_event, "api_visibility": "public"}, api_name="top_patches")
     prev_btn.click(lambda u: turn_page(u, -1), unit, unit, api_visibility="private").then(**patch_event)
     next_btn.click(lambda u: turn_page(u, 1), unit, unit, api_visibility="private").then(**patch_event)
-    maps_btn.click(activation_maps, [upload, model, layer, unit], [maps, overlay_img], api_name="activations",
-                   batch=True, max_batch_size=settings().max_batch_size)
+    maps_btn.click(activation_maps, [upload, model, layer, unit], [maps, overlay_img], api_name="activations")
     # The link from a unit to its patches: clicking a map shows that unit's page of patches.
     maps.select(unit_from_caption, None, unit, api_visibility="private").then(**patch_event)
     patches.select(unit_from_caption, None, unit, api_visibility="private")

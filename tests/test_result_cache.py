@@ -8,7 +8,6 @@ import io
 import threading
 
 import numpy as np
-import pytest
 from gradio import processing_utils
 from PIL import Image
 

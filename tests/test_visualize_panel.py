@@ -58,18 +58,18 @@ def test_activation_maps_of_an_upload_and_bad_uploads(shared_weights, tmp_path):
     path = tmp_path / "in.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
-    galleries, overlays = activation_maps([str(path)], [MODEL], ["relu1_1"], [5])
-    assert len(galleries[0]) == MAPS_SHOWN and overlays[0].size == (64, 48)
-    assert all(caption.startswith("unit ") for _, caption in galleries[0])
+    gallery, overlay = activation_maps(str(path), MODEL, "relu1_1", 5)
+    assert len(gallery) == MAPS_SHOWN and overlay.size == (64, 48)
+    assert all(caption.startswith("unit ") for _, caption in gallery)
     assert unit_from_caption(gr.SelectData(None, {"index": 0, "value": {"caption": "unit 17"}})) == 17
     with pytest.raises(gr.Error, match="units 0 to 63"):
-        activation_maps([str(path)], [MODEL], ["relu1_1"], [64])
+        activation_maps(str(path), MODEL, "relu1_1", 64)
     with pytest.raises(gr.Error, match="Upload an image"):
-        activation_maps([None], [MODEL], ["relu1_1"], [0])
+        activation_maps(None, MODEL, "relu1_1", 0)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a picture")
     with pytest.raises(gr.Error) as err:
-        activation_maps([str(broken)], [MODEL], ["relu1_1"], [0])
+        activation_maps(str(broken), MODEL, "relu1_1", 0)
     assert "Something went wrong" not in str(err.value)
 
 
@@ -109,8 +109,8 @@ def test_the_project_enet_end_to_end(shared, shared_weights, tmp_path, monkeypat
     image, note = show_filters(model)
     assert note.startswith("13 filters of 3x3")  # ENet's initial block: 13 convolutions + max pooling
     frames = sorted((shared / "data" / "camvid" / "train").iterdir())[:2]
-    galleries, overlays = activation_maps([str(frames[0])], [model], [deep], [0])
-    assert galleries[0] and overlays[0].size == (480, 360)
+    gallery, overlay = activation_maps(str(frames[0]), model, deep, 0)
+    assert gallery and overlay.size == (480, 360)
     folder = tmp_path / "frames"
     folder.mkdir()
     for f in frames:
