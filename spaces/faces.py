@@ -47,7 +47,15 @@ def _backend_note(pipeline) -> str:
 def _numbered(image: Image.Image, face_set, labels=None):
     """An AnnotatedImage value: the photo with each face's box and label."""
     labels = labels or [f"face {k + 1}" for k in range(len(face_set))]
-    return image, [(box, label) for box, label in zip(face_set.boxes(), labels)]
+    return image, [(_inside(box, image.size), label) for box, label in zip(face_set.boxes(), labels)]
+
+
+def _inside(box, size) -> tuple[int, int, int, int]:
+    """A detector's box may reach past the photo's edge (a face cut by the frame); AnnotatedImage would draw a
+    negative coordinate as a stray line at the opposite edge, so the drawn box stops at the edge."""
+    w, h = size
+    x0, y0, x1, y1 = box
+    return max(0, x0), max(0, y0), min(w - 1, x1), min(h - 1, y1)
 
 
 def _face_index(value, what: str) -> int:

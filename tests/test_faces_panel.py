@@ -198,3 +198,18 @@ def test_two_api_clients_have_separate_galleries(per_session_galleries):
             bob.predict(handle_file(str(TEST / "obama1.jpg")), 0.36, "dlib", api_name="/identify")
     finally:
         demo.close()
+
+
+def test_a_face_cut_by_the_frame_is_boxed_inside_the_photo():
+    from PIL import Image
+
+    class CutFaces:  # what dlib reports for faces cut by the left/top and right/bottom edges
+        def __len__(self):
+            return 2
+
+        def boxes(self):
+            return [(-12, -3, 50, 60), (70, 40, 130, 95)]
+
+    photo = Image.new("RGB", (100, 80))
+    shown, boxes = panel._numbered(photo, CutFaces())
+    assert shown is photo and [box for box, _ in boxes] == [(0, 0, 50, 60), (70, 40, 99, 79)]
