@@ -13,6 +13,7 @@ from torchvision.transforms.functional import to_pil_image
 
 import weights
 from core import runtime
+from core.backbones.vgg import VGGEncoder
 from core.errors import UserError
 from core.images import to_tensor
 from core.instances import roi, roi_figure
@@ -128,15 +129,12 @@ def feature_map(rgb01: torch.Tensor, layer: str | None, stride: int) -> torch.Te
     """``(1, 3, H, W)`` in [0, 1] -> ``(1, C, H / stride, W / stride)`` on the CPU, fp32."""
     if layer is None:
         return torch.nn.functional.avg_pool2d(rgb01, stride, ceil_mode=True)
-    import weights
-    from core.backbones.vgg import features_up_to
-
     vgg = load_model_announced("vgg19-caffe")
     record = weights.get_record("vgg19-caffe")
     param = next(vgg.parameters())
     with torch.inference_mode(), runtime.gpu_memory_guard():
         x = record.normalize(rgb01.to(param.device)).to(param.dtype)
-        return features_up_to(vgg, layer)(x).float().cpu()
+        return VGGEncoder((layer,), layers=vgg)(x)[0].float().cpu()
 
 
 def clip_box(box, size: tuple[int, int]) -> tuple[list[float], bool]:

@@ -6,13 +6,26 @@ import math
 from types import SimpleNamespace
 
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
+from core.backbones import create_encoder
+from core.backbones.vgg import VGG19_LAYERS, vgg19_features
 from core.datasets.camvid import CAMVID_CLASSES, VOID
+from core.runtime import configure
 from core.segmentation.data import augment_batch, enet_class_weights, load_camvid
+from core.segmentation.enet import ENet, enet
+from core.segmentation.fcn import FCN8s, bilinear_kernel, learned_upsampling
+from core.segmentation.frozen_vgg19 import frozen_vgg19, load_frozen_vgg19_state
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride, run_padded
+from core.segmentation.segnet import SegNet, segnet_vgg19_frozen
+from core.segmentation.train import init_weights, train
+from core.segmentation.train_frozen import decoder_state, train_frozen
+from core.segmentation.unet import UNet
+from weights.registry import get_record, import_object
 
 torch.set_num_threads(1)
 
@@ -65,8 +78,6 @@ def test_pad_to_stride_then_crop_back(size):
 
 
 def test_enet_shapes_parameters_and_any_size():
-    from core.segmentation.enet import ENet
-
     model = ENet(11).eval()
     # The paper's ENet has 0.37 M parameters.
     assert 0.30e6 < sum(p.numel() for p in model.parameters()) < 0.40e6
@@ -96,10 +107,8 @@ def _record_pool_and_unpool(monkeypatch):
 
 
 def test_segnet_decoder_unpools_with_the_encoders_indices(monkeypatch):
-    from core.segmentation.segnet import SegNet
-
     produced, consumed = _record_pool_and_unpool(monkeypatch)
-    model = SegNet(11).eval()
+    model = SegNet(create_encoder("vgg19"), 11).eval()
     with torch.no_grad():
         y = model(torch.randn(1, 3, 64, 96))
     assert y.shape == (1, 11, 64, 96)
@@ -109,8 +118,6 @@ def test_segnet_decoder_unpools_with_the_encoders_indices(monkeypatch):
 
 
 def test_enet_decoder_unpools_with_the_downsampling_indices():
-    from core.segmentation.enet import ENet
-
     model = ENet(11).eval()
     produced, consumed = [], []
     model.down1.register_forward_hook(lambda m, i, o: produced.append(o[1]))
@@ -122,23 +129,7 @@ def test_enet_decoder_unpools_with_the_downsampling_indices():
     assert consumed[0] is produced[1] and consumed[1] is produced[0]
 
 
-def test_vgg16_encoder_takes_the_first_convs_of_each_vgg19_block():
-    from core.backbones.vgg import vgg19_features
-    from core.segmentation.segnet import SegNet
-    from core.segmentation.vgg16 import init_from_vgg19
-
-    vgg19 = vgg19_features().state_dict()
-    model = SegNet(11)
-    assert init_from_vgg19(model.encoder, vgg19) == 13
-    convs = [m for m in model.encoder[3] if isinstance(m, torch.nn.Conv2d)]
-    # Block 4 of VGG-19 is features[19, 21, 23, 25]; VGG-16 keeps 19, 21, 23.
-    assert torch.equal(convs[2].weight, vgg19["23.weight"])
-    assert len(convs) == 3
-
-
 def test_fcn_bilinear_kernel_and_upsampling():
-    from core.segmentation.fcn import bilinear_kernel, learned_upsampling
-
     k = bilinear_kernel(1, 2)[0, 0]
     tent = torch.tensor([0.25, 0.75, 0.75, 0.25])
     assert torch.allclose(k, tent[:, None] * tent[None, :])
@@ -153,9 +144,7 @@ def test_fcn_bilinear_kernel_and_upsampling():
 
 
 def test_fcn8s_fuses_pool3_and_pool4_scores():
-    from core.segmentation.fcn import FCN8s
-
-    model = FCN8s(11).eval()
+    model = FCN8s(create_encoder("vgg19"), 11).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         base = model(x)
@@ -166,9 +155,7 @@ def test_fcn8s_fuses_pool3_and_pool4_scores():
 
 
 def test_unet_concatenates_skips_on_a_timm_encoder():
-    from core.segmentation.unet import unet_timm
-
-    model = unet_timm(11, "resnet18").eval()
+    model = UNet(timm.create_model("resnet18", features_only=True, pretrained=False), 11).eval()
     channels = model.encoder.feature_info.channels()  # resnet18: 64, 64, 128, 256, 512 at strides 2..32
     first = model.decoder[0].convs[0]
     assert first.in_channels == channels[-1] + channels[-2]
@@ -177,12 +164,8 @@ def test_unet_concatenates_skips_on_a_timm_encoder():
 
 
 def test_unet_vgg_encoder_loads_vgg19_weights():
-    from core.backbones.vgg import vgg19_features
-    from core.segmentation.frozen_vgg19 import vgg19_to_timm
-    from core.segmentation.unet import unet_vgg
-
-    model = unet_vgg(11)
-    missing, unexpected = model.encoder.load_state_dict(vgg19_to_timm(vgg19_features().state_dict()), strict=False)
+    model = UNet(create_encoder("vgg19"), 11)
+    missing, unexpected = model.encoder.load_state_dict(vgg19_features().state_dict(), strict=False)
     assert not missing  # every encoder conv has a VGG-19 source
     assert model.stride == 16
 
@@ -212,8 +195,6 @@ def test_flip_moves_image_and_labels_together():
 
 
 def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
-    from core.segmentation.train import train
-
     args = SimpleNamespace(
         model="enet-camvid", data=str(shared / "data/camvid"), out=str(tmp_path), epochs=2, batch_size=2,
         crop=(64, 96), scale=0.25, scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1,
@@ -232,11 +213,6 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
 
 
 def test_training_can_start_from_a_released_file_and_refuses_one_of_another_model(tmp_path):
-    from safetensors.torch import save_file
-
-    from core.segmentation.enet import enet
-    from core.segmentation.train import init_weights
-
     released = enet(num_classes=11)
     state = {k: v.half() for k, v in released.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_file(state, str(tmp_path / "enet.safetensors"))
@@ -251,12 +227,9 @@ def test_training_can_start_from_a_released_file_and_refuses_one_of_another_mode
 
 
 def test_frozen_vgg19_taps_are_the_relus_that_vgg_max_pools():
-    from core.backbones.vgg import VGG19_LAYERS, vgg19_features
-    from core.segmentation.frozen_vgg19 import vgg19_taps, vgg19_to_timm
-
     vgg = vgg19_features().eval()
-    taps = vgg19_taps().eval()
-    taps.load_state_dict(vgg19_to_timm(vgg.state_dict()))
+    taps = frozen_vgg19().eval()
+    taps.load_state_dict(vgg.state_dict())
     x = torch.randn(1, 3, 32, 64)
     with torch.no_grad():
         got = taps(x)
@@ -271,26 +244,17 @@ def test_frozen_vgg19_taps_are_the_relus_that_vgg_max_pools():
 
 
 def test_segnet_on_vgg19_taps_unpools_with_the_indices_of_vggs_own_pools(monkeypatch):
-    from core.segmentation.segnet import SegNetVGG19
-
-    model = SegNetVGG19(11).eval()
+    model = segnet_vgg19_frozen(11).eval()
     produced, consumed = _record_pool_and_unpool(monkeypatch)
     with torch.no_grad():
         taps = model.encoder(torch.randn(1, 3, 64, 96))
         assert model.decode(taps).shape == (1, 11, 64, 96)
-    # The decoder pools each relu tap as VGG does (timm's encoder stops before the pools) and unpools in mirror order.
+    # The decoder pools each relu tap as VGG does (the cached taps stop before the pools) and unpools in mirror order.
     assert len(produced) == 5 and all(c is p for c, p in zip(consumed, reversed(produced)))
 
 
 @pytest.mark.parametrize("name", ["fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid"])
 def test_frozen_vgg19_models_train_only_their_decoder_and_load_it_plus_the_encoder(name, shared_weights, tmp_path):
-    from safetensors.torch import save_file
-
-    from core.runtime import configure
-    from core.segmentation.frozen_vgg19 import load_frozen_vgg19_state
-    from core.segmentation.train_frozen import decoder_state
-    from weights.registry import get_record, import_object
-
     configure(weights_dir=shared_weights)
     record = get_record(name)
     model = import_object(record.builder)().eval()
@@ -304,17 +268,15 @@ def test_frozen_vgg19_models_train_only_their_decoder_and_load_it_plus_the_encod
     save_file(shipped, str(tmp_path / "decoder.safetensors"))
     state = load_frozen_vgg19_state(tmp_path / "decoder.safetensors")
     assert set(state) == set(model.state_dict())
-    random_conv = model.encoder.features_0.weight.clone()
+    random_conv = model.encoder[0].weight.clone()
     model.load_state_dict(state, strict=True)
-    assert not torch.equal(model.encoder.features_0.weight, random_conv)  # ImageNet weights, not the random init
+    assert not torch.equal(model.encoder[0].weight, random_conv)  # ImageNet weights, not the random init
     key = next(k for k in shipped if k.endswith("weight") and shipped[k].dim() == 4)
     assert torch.equal(model.state_dict()[key], shipped[key].float())
 
 
 @pytest.mark.parametrize("model", ["segnet-vgg19-camvid", "unet-vgg19-camvid"])
 def test_frozen_training_caches_taps_once_saves_only_the_decoder_and_resumes(model, shared, shared_weights, tmp_path):
-    from core.segmentation.train_frozen import train_frozen
-
     args = SimpleNamespace(
         model=model, data=str(shared / "data/camvid"), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=True,

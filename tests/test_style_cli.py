@@ -123,7 +123,7 @@ def test_timm_vgg19_record_downloads_from_its_pinned_hub_revision(tmp_path, monk
     from tests.hubstub import serve_hub
 
     import weights
-    from core.style.features import timm_vgg_state
+    from core.backbones.vgg import load_timm_state
 
     source = weights.get_record("vgg19.tv_in1k").source
     data = save({"features.0.bias": torch.arange(64, dtype=torch.half), "head.fc.weight": torch.zeros(2, 2)})
@@ -138,5 +138,5 @@ def test_timm_vgg19_record_downloads_from_its_pinned_hub_revision(tmp_path, monk
     assert done.returncode == 0, done.stderr
     path = done.stdout.strip().splitlines()[-1]
     assert path.startswith(str(tmp_path / "hub")) and source.revision in path
-    state = timm_vgg_state(path)
+    state = load_timm_state(path)
     assert list(state) == ["0.bias"] and state["0.bias"][63].item() == 63  # classifier dropped

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from skimage import data
 
-from core.style.features import LayerActivations, relu_index
+import weights
+from core.backbones.vgg import VGGEncoder
+from core.style.features import relu_index
 from core.style.transfer import TransferConfig, keep_colors, transfer
 
 SIZE = 48  # big enough for conv5_1 (3x3 there), small enough for ~20 steps per second-ish on 2 cores
@@ -20,8 +22,6 @@ def picture(array, size=SIZE):
 
 @pytest.fixture(scope="module")
 def vgg(shared):
-    import weights
-
     return weights.create("vgg19-caffe", weights_dir=shared / "weights"), weights.get_record("vgg19-caffe").normalize
 
 
@@ -37,17 +37,19 @@ def run(vgg, content, styles, **kw):
 
 def test_layer_activations_stop_at_the_deepest_layer(vgg):
     features = vgg[0]
-    net = LayerActivations(features, ["conv1_1", "conv4_2"])
-    assert relu_index("conv4_2") == 22 and len(net.body) == 23  # conv4_3 .. pool5 are never run
+    net = VGGEncoder(["relu1_1", "relu4_2"], layers=features)
+    assert relu_index("conv4_2") == 22 and len(net) == 23  # conv4_3 .. pool5 are never run
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
-        out = net(x)
-        assert set(out) == {"conv1_1", "conv4_2"}
-        assert torch.equal(out["conv4_2"], features[:23](x))  # same modules, same numbers
-        assert out["conv1_1"].shape == (1, 64, 32, 32) and out["conv4_2"].shape == (1, 512, 4, 4)
-        assert (out["conv1_1"] >= 0).all()  # ReLU outputs
+        out = dict(zip(net.taps, net(x)))
+        assert set(out) == {"relu1_1", "relu4_2"}
+        assert torch.equal(out["relu4_2"], features[:23](x))  # same modules, same numbers
+        assert out["relu1_1"].shape == (1, 64, 32, 32) and out["relu4_2"].shape == (1, 512, 4, 4)
+        assert (out["relu1_1"] >= 0).all()  # ReLU outputs
     with pytest.raises(ValueError):
-        LayerActivations(features, ["conv6_1"])
+        VGGEncoder(["relu6_1"], layers=features)
+    with pytest.raises(ValueError):
+        relu_index("conv6_1")
 
 
 def test_lbfgs_from_noise_lowers_the_cost_and_reports_every_step(vgg, images):

@@ -277,3 +277,41 @@ def test_maximize_paints_what_a_red_minus_green_unit_wants():
     assert torch.equal(before, net[0].weight)  # the model is not trained
     plain, history = maximize(net, "0", 1, lambda x: x, size=24, steps=30, lr=0.1, reg=Regularisers.none())
     assert plain[0].mean() > plain[1].mean() + 0.3
+
+
+def test_layer_outputs_leave_other_threads_forward_passes_alone():
+    """The app shares one model between visitors: one visitor's layer hooks must not stop, or capture from,
+    another visitor's forward pass running at the same time."""
+    import threading
+
+    from core.visualize.layers import layer_outputs
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    inside, errors, full = threading.Event(), [], []
+    release = threading.Event()
+
+    class Gate(torch.nn.Module):  # holds thread A inside its hooked forward pass while thread B runs
+        def forward(self, t):
+            inside.set()
+            release.wait(10)
+            return t
+
+    gated = torch.nn.Sequential(Gate(), *model)
+
+    def hooked():
+        try:
+            layer_outputs(gated, ["1"], x)  # stops after the first conv
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    a = threading.Thread(target=hooked)
+    a.start()
+    inside.wait(10)
+    try:
+        with torch.no_grad():
+            full.append(gated[1:](x))  # B: the whole network while A's hooks are registered
+    finally:
+        release.set()
+        a.join(10)
+    assert not errors and full[0].shape == (1, 2, 12, 12)

@@ -24,13 +24,15 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign
 
-from core.backbones.vgg import VGG19_LAYERS, features_up_to, vgg19_features
+from core.backbones import create_encoder
+from core.backbones.vgg import pretrained_state
 from core.datasets.camvid import INSTANCE_CLASSES
-from weights.registry import get_record, load_safetensors
-from weights.resolve import resolve
+from weights.registry import load_safetensors
 
 #: Caffe VGG-19's BGR mean on 0-255 pixels (the ``vgg19-caffe`` record), here in RGB order.
 _CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+#: The encoder's one tap: the last ReLU before pool4, 512 channels at stride 8.
+TAP = "relu4_4"
 
 
 class FrozenVGG19Stride8(nn.Module):
@@ -44,8 +46,7 @@ class FrozenVGG19Stride8(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.encoder = features_up_to(vgg19_features(), "relu4_4")
-        self.encoder.requires_grad_(False)
+        self.encoder = create_encoder("vgg19", taps=(TAP,), frozen=True)
         # The encoder's activations run into the hundreds; GroupNorm brings them to the heads' scale.
         self.reduce = nn.Sequential(nn.Conv2d(512, 256, 1), nn.GroupNorm(32, 256), nn.ReLU(inplace=True))
 
@@ -56,9 +57,9 @@ class FrozenVGG19Stride8(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen part (what training caches once per frame)."""
         if self.encoder_dtype is None:
-            return self.encoder(x.flip(1))
+            return self.encoder(x.flip(1))[0]
         with torch.autocast(x.device.type, dtype=self.encoder_dtype):
-            return self.encoder(x.flip(1)).float()
+            return self.encoder(x.flip(1))[0].float()
 
     def head(self, encoded: torch.Tensor) -> OrderedDict:
         return OrderedDict([("0", self.reduce(encoded))])
@@ -92,7 +93,7 @@ def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detectio
         mask_head=MaskRCNNHeads(c, [128, 128], 1),
         mask_predictor=MaskRCNNPredictor(128, 128, num_classes),
     )
-    model.backbone_stride = 8  # relu4_4 is three 2x poolings down
+    model.backbone_stride = backbone.encoder.output_stride  # 8: relu4_4 is three 2x poolings down
     return model
 
 
@@ -101,15 +102,8 @@ def trained_state(model: MaskRCNN) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.encoder.")}
 
 
-def vgg19_encoder_state() -> dict[str, torch.Tensor]:
-    """The ImageNet VGG-19 convs up to relu4_4 (``FrozenVGG19Stride8.encoder``'s keys), resolved like any weights."""
-    last = VGG19_LAYERS["relu4_4"]
-    vgg = load_safetensors(resolve(get_record("vgg19-caffe")))
-    return {k: v for k, v in vgg.items() if int(k.split(".")[0]) <= last}
-
-
 def load_maskrcnn_vgg19_state(path) -> dict[str, torch.Tensor]:
-    """Shipped heads (fp16 file) + the ImageNet VGG-19 encoder."""
+    """Shipped heads (fp16 file) + the ImageNet VGG-19 encoder, resolved like any weights."""
     state = load_safetensors(path)
-    state.update({f"backbone.encoder.{k}": v for k, v in vgg19_encoder_state().items()})
+    state.update({f"backbone.encoder.{k}": v for k, v in pretrained_state("vgg19-caffe", up_to=TAP).items()})
     return state

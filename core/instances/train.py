@@ -27,7 +27,7 @@ from core.checkpoints import save_atomic
 from core.datasets.camvid import INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
 from core.instances.evaluate import coco_ap
-from core.instances.maskrcnn import trained_state, vgg19_encoder_state
+from core.instances.maskrcnn import trained_state
 from core.runtime import configure
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from weights.registry import architecture
@@ -104,7 +104,7 @@ def train(args) -> dict:
     device = training.start(args)
     configure(weights_dir=args.weights_dir)
     model = architecture(args.model)
-    model.backbone.encoder.load_state_dict(vgg19_encoder_state())
+    model.backbone.encoder.load_pretrained("vgg19-caffe")
     model.to(device)
 
     cache_path = Path(args.out) / "features.pt"

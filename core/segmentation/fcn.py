@@ -1,13 +1,14 @@
 """FCN-8s (Long, Shelhamer & Darrell, 2015): a classifier made fully convolutional, with skip fusion.
 
-VGG-16's conv blocks; ``fc6``/``fc7`` become convolutions; class scores are predicted at
+The paper's VGG-16 is here the frozen ImageNet VGG-19 (:mod:`core.segmentation.frozen_vgg19`,
+the ImageNet weights at hand); ``fc6``/``fc7`` become convolutions; class scores are predicted at
 stride 32 and fused (summed) with scores predicted from pool4 (stride 16) and pool3
 (stride 8), each fusion after a learned 2x upsampling (transposed conv initialised to
 bilinear interpolation, as in the paper); a final 8x upsampling returns to H x W.
 
 One departure, for size: the paper's fc6 is a 7x7x512x4096 conv (103 M weights); here fc6
-is a 3x3 conv to 1024 channels and fc7 a 1x1 conv (DeepLab-LargeFOV's reduction), so the
-model ships in a few MB on top of the encoder.
+is a 3x3 conv (256 channels in the shipped model) and fc7 a 1x1 conv (DeepLab-LargeFOV's
+reduction), so the model ships in a few MB on top of the encoder.
 
 Input Bx3xHxW (H, W multiples of 32), output BxCxHxW logits.
 """
@@ -15,11 +16,10 @@ Input Bx3xHxW (H, W multiples of 32), output BxCxHxW logits.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from core.segmentation.frozen_vgg19 import vgg19_taps
-from core.segmentation.vgg16 import vgg16_blocks
+from core.backbones.vgg import VGGEncoder
+from core.segmentation.frozen_vgg19 import frozen_vgg19
 
 
 def bilinear_kernel(channels: int, factor: int) -> torch.Tensor:
@@ -75,44 +75,29 @@ class FCN8sHead(nn.Module):
 
 
 class FCN8s(nn.Module):
-    """VGG-16 conv blocks + :class:`FCN8sHead`; Bx3xHxW (H, W multiples of 32) -> BxCxHxW logits."""
+    """:class:`FCN8sHead` on a VGG encoder's five block-end taps, pooled as VGG pools them.
 
-    stride = 32
-
-    def __init__(self, num_classes: int = 11, fc_channels: int = 1024):
-        super().__init__()
-        self.encoder = vgg16_blocks(batch_norm=False)
-        self.head = FCN8sHead(num_classes, fc_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = []
-        for block in self.encoder:
-            x = F.max_pool2d(block(x), 2, stride=2)
-            pooled.append(x)
-        return self.head(pooled[2], pooled[3], pooled[4])
-
-
-class FCN8sVGG19(nn.Module):
-    """FCN-8s on the frozen ImageNet VGG-19 taps (:mod:`core.segmentation.frozen_vgg19`): only the head trains and ships.
-
-    Input: Caffe-normalised BGR (the VGG-19 record's ``normalize``), H, W multiples of 32.
+    Input: what the encoder's weights expect (the frozen VGG-19: Caffe-normalised BGR), H, W multiples of 32;
+    output: BxCxHxW logits.
     """
 
     stride = 32
 
-    def __init__(self, num_classes: int = 11, fc_channels: int = 256):
+    def __init__(self, encoder: VGGEncoder, num_classes: int = 11, fc_channels: int = 256):
         super().__init__()
-        self.encoder = vgg19_taps()
-        self.head = FCN8sHead(num_classes, fc_channels)
+        self.encoder = encoder
+        c3, c4 = encoder.feature_info.channels()[2:4]
+        self.head = FCN8sHead(num_classes, fc_channels, c3=c3, c4=c4)
 
     def decode(self, taps: list[torch.Tensor]) -> torch.Tensor:
-        """The five relu taps -> logits: VGG's pool3, pool4 and pool5 are the max-pooled last three."""
-        return self.head(*(F.max_pool2d(t, 2, stride=2) for t in taps[2:]))
+        """The five block-end taps -> logits: VGG's pool3, pool4 and pool5 are the max-pooled last three."""
+        return self.head(*(self.encoder.pool(t) for t in taps[2:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encoder(x))
 
 
-def fcn8s_vgg19_frozen(num_classes: int = 11) -> FCN8sVGG19:
-    """The registry's builder; :func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder."""
-    return FCN8sVGG19(num_classes)
+def fcn8s_vgg19_frozen(num_classes: int = 11) -> FCN8s:
+    """The registry's builder: only the head trains and ships
+    (:func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder's weights)."""
+    return FCN8s(frozen_vgg19(), num_classes)

@@ -74,7 +74,7 @@ CARD_TEXT = {
         "weights are at hand) instead of the paper's VGG-16; `core/segmentation/segnet.py`.",
         "decoder: random (PyTorch's default init)"),
     "unet-vgg19-camvid": _frozen_card(
-        "U-Net (Ronneberger et al.) on timm's `vgg19` `features_only` encoder: from relu5_4 "
+        "U-Net (Ronneberger et al.) on the frozen VGG-19's block-end ReLU taps (`core/backbones/vgg.py`): from relu5_4 "
         "(stride 16), four decoder blocks each upsample 2x, concatenate the encoder map of that stride "
         "(relu4_4, relu3_4, relu2_2, relu1_2) and apply two 3x3 conv-BN-ReLU (256, 128, 64, 32 "
         "channels), then a 3x3 conv to the classes; `core/segmentation/unet.py`.",

@@ -1,10 +1,10 @@
-"""SegNet (Badrinarayanan et al., 2017): VGG-16's 13 convs with BN, and a decoder that unpools.
+"""SegNet (Badrinarayanan et al., 2017): a VGG encoder, and a decoder that unpools with the encoder's pooling indices.
 
-The encoder max-pools with ``return_indices=True``; each decoder stage calls
-``F.max_unpool2d`` with the indices of the mirrored encoder stage, which puts every value
-back at the position its maximum came from (zeros elsewhere), and then densifies the sparse
-map with trainable convs. That is SegNet's whole idea: boundaries come back from the
-indices, not from interpolation, and the decoder stores no encoder feature maps.
+VGG max-pools after each block; each decoder stage calls ``F.max_unpool2d`` with the indices
+of the mirrored pool, which puts every value back at the position its maximum came from
+(zeros elsewhere), and then densifies the sparse map with trainable convs. That is SegNet's
+whole idea: boundaries come back from the indices, not from interpolation, and the decoder
+stores no encoder feature maps.
 
 Input: Bx3xHxW (H, W multiples of 32; :func:`core.segmentation.padding.run_padded` pads);
 output: BxCxHxW logits (softmax is applied by the loss / the argmax at inference).
@@ -16,8 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.segmentation.frozen_vgg19 import vgg19_taps
-from core.segmentation.vgg16 import VGG16_BLOCKS, conv_block, vgg16_blocks
+from core.backbones.vgg import VGGEncoder
+from core.segmentation.blocks import conv_block
+from core.segmentation.frozen_vgg19 import frozen_vgg19
+
+#: Output channels of each conv of VGG-16 (configuration D), block by block: the paper's decoder mirrors them.
+VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
 class SegNetDecoder(nn.Module):
@@ -43,56 +47,35 @@ class SegNetDecoder(nn.Module):
         return self.classifier(x)
 
 
-def pool_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Size]]:
-    """2x2 max-pool keeping what the decoder needs to undo it: (pooled, (indices, size before pooling))."""
-    pooled, idx = F.max_pool2d(x, 2, stride=2, return_indices=True)
-    return pooled, (idx, x.shape[-2:])
-
-
 class SegNet(nn.Module):
-    """VGG-16 encoder with BN (trained end to end) + :class:`SegNetDecoder`."""
+    """:class:`SegNetDecoder` on a VGG encoder's five block-end taps, max-pooled with indices as VGG pools them.
 
-    stride = 32
-
-    def __init__(self, num_classes: int = 11):
-        super().__init__()
-        self.encoder = vgg16_blocks(batch_norm=True)
-        self.decoder = SegNetDecoder(num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pools = []
-        for block in self.encoder:
-            x, pool = pool_with_indices(block(x))
-            pools.append(pool)
-        return self.decoder(x, pools)
-
-
-class SegNetVGG19(nn.Module):
-    """:class:`SegNetDecoder` on the frozen ImageNet VGG-19 taps: pools each relu tap with indices, then decodes.
-
-    The encoder is VGG-19, not the paper's VGG-16, because VGG-19's ImageNet weights are the
-    ones at hand; the decoder is the paper's (13 convs, mirroring VGG-16). Only the decoder
-    trains and ships. Input: Caffe-normalised BGR, H, W multiples of 32.
+    The project's encoder is the frozen ImageNet VGG-19, not the paper's VGG-16, because
+    VGG-19's ImageNet weights are the ones at hand; the decoder is the paper's (13 convs,
+    mirroring VGG-16). Input: what the encoder's weights expect (Caffe-normalised BGR), H, W multiples of 32.
     """
 
     stride = 32
 
-    def __init__(self, num_classes: int = 11):
+    def __init__(self, encoder: VGGEncoder, num_classes: int = 11):
         super().__init__()
-        self.encoder = vgg19_taps()
+        self.encoder = encoder
         self.decoder = SegNetDecoder(num_classes)
 
     def decode(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        """The five block-end taps -> logits. VGG's pool1..pool5 run here, on the taps (what training caches),
+        keeping where each maximum was; the decoder unpools with those very indices, deepest first."""
         pools = []
         for tap in taps:
-            x, pool = pool_with_indices(tap)
-            pools.append(pool)
+            x, idx = self.encoder.pool(tap, return_indices=True)
+            pools.append((idx, tap.shape[-2:]))
         return self.decoder(x, pools)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encoder(x))
 
 
-def segnet_vgg19_frozen(num_classes: int = 11) -> SegNetVGG19:
-    """The registry's builder; :func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder."""
-    return SegNetVGG19(num_classes)
+def segnet_vgg19_frozen(num_classes: int = 11) -> SegNet:
+    """The registry's builder: only the decoder trains and ships
+    (:func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder's weights)."""
+    return SegNet(frozen_vgg19(), num_classes)

@@ -25,12 +25,10 @@ from core.checkpoints import save_atomic
 from core.datasets.camvid import CAMVID_CLASSES, VOID
 from core.runtime import configure
 from core.segmentation.data import camvid_names, enet_class_weights, load_camvid, sequence_index
-from core.segmentation.frozen_vgg19 import vgg19_to_timm
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride
 from core.segmentation.train import selection
-from weights.registry import architecture, get_record, load_safetensors
-from weights.resolve import resolve
+from weights.registry import architecture, get_record
 
 #: The registered models this script trains (their builders put a decoder on the frozen VGG-19).
 MODELS = ("fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid")
@@ -104,7 +102,7 @@ def train_frozen(args) -> dict:
     configure(weights_dir=args.weights_dir)
     record = get_record(args.model)
     model = architecture(args.model)  # trainable decoder, frozen encoder
-    model.encoder.load_state_dict(vgg19_to_timm(load_safetensors(resolve(get_record("vgg19-caffe")))))
+    model.encoder.load_pretrained("vgg19-caffe")
     model.to(device)
     cache = load_cache(model, record, args, splits=("train",) if args.holdout else ("val", "train"))
     train_cache = cache["train"]

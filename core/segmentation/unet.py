@@ -1,10 +1,10 @@
-"""U-Net (Ronneberger et al., 2015) on any timm encoder: upsample, concatenate the skip, convolve.
+"""U-Net (Ronneberger et al., 2015) on any encoder with taps: upsample, concatenate the skip, convolve.
 
-The encoder is ``timm.create_model(name, features_only=True)``: it returns one feature map
-per stride, and ``feature_info`` says their channels. Each :class:`DecoderBlock` doubles the
-resolution, concatenates the encoder map of that stride (the skip connection that gives
-U-Net its sharp boundaries) and applies two 3x3 conv-BN-ReLU. Like
-segmentation_models.pytorch, encoder and decoder are separate, swappable parts.
+The encoder returns one feature map per stride and ``feature_info`` says their channels and
+strides: the project's :class:`core.backbones.vgg.VGGEncoder`, or any timm ``features_only``
+model. Each :class:`DecoderBlock` doubles the resolution, concatenates the encoder map of that
+stride (the skip connection that gives U-Net its sharp boundaries) and applies two 3x3
+conv-BN-ReLU. Like segmentation_models.pytorch, encoder and decoder are separate, swappable parts.
 
 Input Bx3xHxW (H, W multiples of the encoder's deepest stride), output BxCxHxW logits.
 """
@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.segmentation.vgg16 import conv_block
+from core.segmentation.blocks import conv_block
+from core.segmentation.frozen_vgg19 import frozen_vgg19
 
 
 class DecoderBlock(nn.Module):
@@ -34,7 +35,8 @@ class DecoderBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Encoder: a timm ``features_only`` model; decoder: one block per encoder level up to stride 1."""
+    """Encoder: taps described by ``feature_info`` (VGGEncoder, timm ``features_only``); decoder: one block per
+    encoder level up to stride 1."""
 
     def __init__(self, encoder: nn.Module, num_classes: int = 11, decoder_channels=(256, 128, 64, 32, 16)):
         super().__init__()
@@ -65,23 +67,7 @@ class UNet(nn.Module):
         return self.decode(self.encoder(x))
 
 
-def unet_timm(num_classes: int = 11, backbone: str = "resnet18", **timm_kwargs) -> UNet:
-    """U-Net on ``timm.create_model(backbone, features_only=True, pretrained=False)``."""
-    import timm
-
-    encoder = timm.create_model(backbone, features_only=True, pretrained=False, **timm_kwargs)
-    return UNet(encoder, num_classes)
-
-
-def unet_vgg(num_classes: int = 11) -> UNet:
-    """U-Net on timm's VGG-19 (strides 1..16), trained end to end (:func:`core.segmentation.frozen_vgg19.vgg19_to_timm`
-    maps the Caffe VGG-19 weights onto its encoder)."""
-    return unet_timm(num_classes, "vgg19", out_indices=(0, 1, 2, 3, 4))
-
-
 def unet_vgg19_frozen(num_classes: int = 11) -> UNet:
-    """The same U-Net on the frozen VGG-19 taps: only the decoder trains and ships; the registry's builder
-    (:func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder)."""
-    from core.segmentation.frozen_vgg19 import vgg19_taps
-
-    return UNet(vgg19_taps(), num_classes)
+    """The registry's builder, U-Net on the frozen VGG-19's block-end taps (strides 1..16): only the decoder trains
+    and ships; :func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder's weights."""
+    return UNet(frozen_vgg19(), num_classes)

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+import weights
 from core.errors import MissingWeights
 
 #: Weight sets for style transfer, in order of preference.
@@ -36,8 +37,6 @@ def load_backbone(preferred: str = DEFAULT_BACKBONE, *, loader: Callable[[str], 
     Only ``preferred`` may be downloaded; a fallback must already be on disk. Raises
     :class:`MissingWeights` (one sentence) when none can be had.
     """
-    import weights
-
     if preferred not in BACKBONES:
         raise ValueError(f"unknown style backbone {preferred!r}; choose from {', '.join(BACKBONES)}")
     loader = loader or weights.load

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.backbones.vgg import VGGEncoder
 from core.style.costs import (
     STYLE_NORMALIZATIONS,
     blend_grams,
@@ -28,7 +29,7 @@ from core.style.costs import (
     total_cost,
     total_variation,
 )
-from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, LayerActivations
+from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, relu_name
 
 INITS = ("noise", "content", "style")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -165,8 +166,10 @@ def transfer(
     cuda = device.type == "cuda"
 
     style_layers = {k: w for k, w in config.style_weights.items() if w}
-    net = LayerActivations(features, [*style_layers, config.content_layer])
-    net.requires_grad_(False)  # only the pixels of G get gradients
+    # The lecture's conv4_2 is the encoder's tap relu4_2; the encoder shares the modules of ``features`` and stops
+    # at the deepest layer in use. Frozen: only the pixels of G get gradients.
+    layer_of = {relu_name(layer): layer for layer in [*style_layers, config.content_layer]}
+    net = VGGEncoder(layer_of, layers=features, frozen=True)
     # channels_last is the layout cuDNN's tensor-core kernels want; on the shared 2-core CPU
     # of the build machine it was neither clearly faster nor slower (within noise at 256 px).
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -176,7 +179,8 @@ def transfer(
 
     def activations(rgb01: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast:
-            return run_net(normalize(rgb01).contiguous(memory_format=memory_format))
+            maps = run_net(normalize(rgb01).contiguous(memory_format=memory_format))
+        return {layer_of[tap]: a for tap, a in zip(net.taps, maps)}
 
     content = as_batch(content).to(device, torch.float32)
     longest = max(content.shape[-2:])

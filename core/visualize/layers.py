@@ -10,13 +10,16 @@ lister with :func:`register_layer_lister` keyed by its record's ``builder`` stri
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Callable
 
 import torch
 from torch import nn
 
+from core.backbones.vgg import VGG19_LAYERS
 from core.errors import UserError
 from core.visualize.receptive_field import ReceptiveField, receptive_fields
+from weights import create, get_record, list_models
 
 #: Modules whose output is worth showing: convolutions, their nonlinearities, pooling.
 VISIBLE_TYPES: tuple[type[nn.Module], ...] = (
@@ -39,9 +42,7 @@ def generic_layers(model: nn.Module) -> dict[str, str]:
 
 
 def vgg19_layers(model: nn.Module) -> dict[str, str]:
-    """VGG-19's layers under the lecture's names (``conv1_1`` -> ``"0"``)."""
-    from core.backbones.vgg import VGG19_LAYERS
-
+    """VGG-19's layers under the lecture's names (``conv1_1`` -> ``"0"``), the names its encoder's taps take."""
     return {name: str(index) for name, index in VGG19_LAYERS.items()}
 
 
@@ -84,9 +85,14 @@ def layer_outputs(model: nn.Module, paths: list[str], x: torch.Tensor) -> dict[s
     """
     wanted = set(paths)
     captured: dict[str, torch.Tensor] = {}
+    # The model is shared (the app caches one copy for every visitor): while these hooks are registered,
+    # another thread's forward pass through it runs them too, and must neither be stopped nor captured.
+    owner = threading.get_ident()
 
     def make_hook(path):
         def hook(_module, _inputs, output):
+            if threading.get_ident() != owner:
+                return
             if path not in captured:
                 captured[path] = output[0] if isinstance(output, (tuple, list)) else output
             if wanted <= captured.keys():
@@ -117,8 +123,6 @@ def layer_output(model: nn.Module, path: str, x: torch.Tensor) -> torch.Tensor:
 def _architecture(name: str) -> nn.Module:
     """The model's modules without weights; on the meta device where the builder allows it,
     so listing VGG-19's layers does not initialise its 140 M parameters."""
-    from weights import create
-
     try:
         with torch.device("meta"):
             return create(name, pretrained=False)
@@ -128,8 +132,6 @@ def _architecture(name: str) -> nn.Module:
 
 def visualizable_models() -> list[str]:
     """Registered models that are PyTorch modules (dlib's models load from a path and are not)."""
-    from weights import get_record, list_models
-
     return [n for n in list_models() if not get_record(n).builder_takes_path]
 
 
@@ -140,8 +142,6 @@ def layer_catalog(name: str) -> dict[str, tuple[str, ReceptiveField]]:
     Built from the architecture alone (no weights), so the panel can list layers before any
     weight file is read.
     """
-    from weights import get_record
-
     try:
         record = get_record(name)
     except KeyError:

@@ -65,5 +65,5 @@ _register_frozen_vgg19(
 _register_frozen_vgg19(
     "unet-vgg19-camvid", "core.segmentation.unet:unet_vgg19_frozen",
     "U-Net decoder (upsample, concatenate the skip, two 3x3 convs, at strides 8..1) on the frozen "
-    "ImageNet VGG-19 (timm features_only) from vgg19-caffe; only the decoder is shipped (4-bit palettised).",
+    "ImageNet VGG-19 (its block-end ReLU taps) from vgg19-caffe; only the decoder is shipped (4-bit palettised).",
 )

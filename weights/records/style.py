@@ -7,7 +7,7 @@ register(ModelRecord(
     task="backbone",
     builder="core.backbones.vgg:vgg19_features",
     # timm keeps torchvision's numbering under "features."; its classifier is dropped on load.
-    state_loader="core.style.features:timm_vgg_state",
+    state_loader="core.backbones.vgg:load_timm_state",
     # Revision: the commit of timm/vgg19.tv_in1k that added model.safetensors ("Add model"), as
     # listed on the Hub's commit pages; later commits only touched README.md. The file's sha256
     # could not be looked up from these machines (no Hub access), so it is not pinned yet.
