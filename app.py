@@ -15,7 +15,7 @@ import os
 import gradio as gr
 
 from core.errors import UserError
-from core.runtime import configure
+from core import runtime
 from spaces import privacy
 
 #: The panels, in tab order. Each module has TITLE, SUMMARY (one line for the About tab) and build().
@@ -64,11 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--weights-dir", default=os.environ.get("CVHUB_WEIGHTS_DIR"),
-                        help="folder searched first for weight files (also CVHUB_WEIGHTS_DIR)")
-    parser.add_argument("--max-batch-size", type=int, default=8,
-                        help="requests merged into one forward pass by batched handlers")
+    runtime.add_arguments(parser)
+    parser.add_argument("--max-batch-size", type=int, default=None,
+                        help="requests merged into one forward pass by batched handlers (default: CVHUB_MAX_BATCH_SIZE, else 8)")
     parser.add_argument("--gallery", default=os.environ.get("CVHUB_GALLERY"),
                         help="one face gallery (SQLite file) shared by every visitor; default: one per browser session")
     return parser.parse_args(argv)
@@ -76,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    configure(device=args.device, weights_dir=args.weights_dir, max_batch_size=args.max_batch_size)
+    runtime.use(runtime.Settings.from_args(args))
     if args.gallery:
         from spaces.face_galleries import use_shared_gallery
 

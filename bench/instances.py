@@ -100,9 +100,9 @@ def main(argv=None) -> int:
     p.add_argument("--weights-dir", default=str(REPO.parent / "shared" / "weights"))
     p.add_argument("--json", default=None, help="also write the rows to this file")
     args = p.parse_args(argv)
-    from core.runtime import configure
+    from core import runtime
 
-    configure(weights_dir=args.weights_dir)
+    runtime.use(runtime.Settings.from_env(weights_dir=args.weights_dir))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -135,10 +135,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import weights
-    from core.runtime import configure, pick_device
+    from core import runtime
 
-    configure(device=args.device, **({"weights_dir": args.weights_dir} if args.weights_dir else {}))
-    device = pick_device()
+    device = runtime.pick_device(runtime.use(runtime.Settings.from_env(device=args.device, weights_dir=args.weights_dir)).device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     features = weights.create("vgg19-caffe", device=device).eval()
     normalize = weights.get_record("vgg19-caffe").normalize

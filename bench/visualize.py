@@ -42,11 +42,10 @@ def main() -> None:
 
     import torch
 
-    from core.runtime import configure, pick_device
+    from core import runtime
     from core.visualize import top_patches as tp
 
-    configure(device=args.device, **({"weights_dir": args.weights_dir} if args.weights_dir else {}))
-    device = pick_device()
+    device = runtime.pick_device(runtime.use(runtime.Settings.from_env(device=args.device, weights_dir=args.weights_dir)).device)
     with tempfile.TemporaryDirectory() as tmp:
         images = args.images
         if args.frames:  # a folder of links to the first N images

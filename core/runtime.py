@@ -1,16 +1,20 @@
 """Where and how models run: device choice, dtype policy, a bounded model cache, OOM handling.
 
-The app sets the policy once from its flags (:func:`configure`); everything else asks
-:func:`settings`. Nothing here imports Gradio.
+:class:`Settings` is built in one place, :meth:`Settings.from_env`, from an entry point's flags and the
+``CVHUB_*`` environment (a flag wins over its variable); every entry point (the app and each CLI) adds the
+same flags (:func:`add_arguments`) and installs its settings once (:func:`use`). Nothing here imports Gradio.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import ctypes
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -19,37 +23,66 @@ from torch import nn
 
 from core.errors import UserError
 
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass(frozen=True)
 class Settings:
     device: str = "auto"  # "auto", "cpu" or "cuda"
-    weights_dir: Path | None = None
-    max_batch_size: int = 8
+    weights_dir: Path | None = None  # the operator's weights folder, searched first
+    max_batch_size: int = 8  # requests merged into one forward pass by batched handlers
     #: Upper bound on the parameters and buffers the model cache keeps in memory.
     cache_bytes: int = 3 * 1024**3
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **flags) -> Settings:
+        """Flags (``device``, ``weights_dir``, ``max_batch_size``; None: not given) over ``CVHUB_DEVICE``,
+        ``CVHUB_WEIGHTS_DIR``, ``CVHUB_MAX_BATCH_SIZE`` over the defaults: the one place that reads them."""
+        env = os.environ if environ is None else environ
+        given = {
+            "device": flags.get("device") or env.get("CVHUB_DEVICE") or cls.device,
+            "weights_dir": flags.get("weights_dir") or env.get("CVHUB_WEIGHTS_DIR") or None,
+            "max_batch_size": int(flags.get("max_batch_size") or env.get("CVHUB_MAX_BATCH_SIZE") or cls.max_batch_size),
+        }
+        if given["device"] not in DEVICES:
+            raise UserError(f"The device must be one of {', '.join(DEVICES)}, not {given['device']!r}.")
+        if given["weights_dir"] is not None:
+            given["weights_dir"] = Path(given["weights_dir"]).expanduser()
+        return cls(**given)
 
-_settings = Settings(
-    weights_dir=Path(os.environ["CVHUB_WEIGHTS_DIR"]) if os.environ.get("CVHUB_WEIGHTS_DIR") else None
-)
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of an entry point whose parser has :func:`add_arguments`' flags."""
+        return cls.from_env(environ, **{k: getattr(args, k, None) for k in ("device", "weights_dir", "max_batch_size")})
 
 
-def configure(**changes) -> Settings:
-    """Replace some settings (the app calls this once, from its flags)."""
+def add_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """``--weights-dir`` (and ``--device``), the same on every entry point; unset, ``CVHUB_*`` decides."""
+    parser.add_argument("--weights-dir", default=None,
+                        help="folder searched first for weight files, e.g. ../shared/weights (default: CVHUB_WEIGHTS_DIR)")
+    if device:
+        parser.add_argument("--device", choices=DEVICES, default=None,
+                            help="auto takes CUDA when present (default: CVHUB_DEVICE, else auto)")
+
+
+_settings: Settings | None = None
+
+
+def use(new: Settings) -> Settings:
+    """Install the process's settings: an entry point calls this once, with what its flags and environment say."""
     global _settings
-    if changes.get("weights_dir") is not None:
-        changes["weights_dir"] = Path(changes["weights_dir"])
-    _settings = replace(_settings, **changes)
-    return _settings
+    _settings = new
+    return new
 
 
 def settings() -> Settings:
-    return _settings
+    """The installed settings; before any entry point installed some, those of the environment alone."""
+    return _settings if _settings is not None else Settings.from_env()
 
 
 def pick_device(preference: str | None = None) -> torch.device:
     """``auto`` takes CUDA when present; asking for ``cuda`` on a CPU host is an error."""
-    preference = preference or _settings.device
+    preference = preference or settings().device
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if preference.startswith("cuda") and not torch.cuda.is_available():
@@ -132,8 +165,6 @@ def release_memory() -> bool:
     for good. ``malloc_trim(0)`` returns the free pages of every arena (about 0.1 s for a 2 GB heap,
     less when called often). Returns whether memory was returned; False where the C library is not glibc.
     """
-    import ctypes
-
     try:
         trim = ctypes.CDLL(None).malloc_trim  # the C library this interpreter already runs on
     except (OSError, AttributeError, TypeError):  # musl, macOS, Windows: nothing to do

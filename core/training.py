@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from core.checkpoints import save_atomic
-from core.runtime import pick_device
+from core import runtime
 
 
 def add_arguments(p, *, models: tuple[str, ...], model_default: str | None, epochs: int, batch_size: int, lr: float,
@@ -40,7 +40,7 @@ def add_arguments(p, *, models: tuple[str, ...], model_default: str | None, epoc
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--weight-decay", type=float, default=weight_decay)
     p.add_argument("--threads", type=int, default=threads)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (core.runtime.pick_device)")
+    runtime.add_arguments(p)  # --weights-dir, --device: as every entry point has them
     p.add_argument("--time-limit", type=float, default=None,
                    help="stop after the epoch that passes N minutes of training (summed over resumes)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N frames of each split (smoke tests)")
@@ -53,13 +53,14 @@ def add_arguments(p, *, models: tuple[str, ...], model_default: str | None, epoc
 
 
 def start(args) -> torch.device:
-    """The preamble every trainer shares: threads, seed, output folder (``runs/<model>`` by default), device."""
+    """The preamble every trainer shares: threads, seed, output folder (``runs/<model>`` by default), the settings
+    of ``--weights-dir``/``--device`` and ``CVHUB_*`` (installed for the run); returns the device."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.out is None:
         args.out = f"runs/{args.model}"
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    return pick_device(args.device)
+    return runtime.pick_device(runtime.use(runtime.Settings.from_args(args)).device)
 
 
 def poly_lr(base: float, progress: float, power: float = 0.9) -> float:

@@ -14,7 +14,6 @@ from safetensors.torch import save_file
 from core.backbones import create_encoder
 from core.backbones.vgg import VGG19_LAYERS, vgg19_features
 from core.datasets.camvid import CAMVID_CLASSES, VOID
-from core.runtime import configure
 from core.segmentation.data import augment_batch, enet_class_weights, load_camvid
 from core.segmentation.enet import ENet, enet
 from core.segmentation.fcn import FCN8s, bilinear_kernel, learned_upsampling
@@ -26,6 +25,7 @@ from core.segmentation.train import init_weights, train
 from core.segmentation.train_frozen import decoder_state, train_frozen
 from core.segmentation.unet import UNet
 from weights.registry import get_record, import_object
+from weights.resolve import resolve_extra
 
 torch.set_num_threads(1)
 
@@ -255,7 +255,6 @@ def test_segnet_on_vgg19_taps_unpools_with_the_indices_of_vggs_own_pools(monkeyp
 
 @pytest.mark.parametrize("name", ["fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid"])
 def test_frozen_vgg19_models_train_only_their_decoder_and_load_it_plus_the_encoder(name, shared_weights, tmp_path):
-    configure(weights_dir=shared_weights)
     record = get_record(name)
     model = import_object(record.builder)().eval()
     assert not any(p.requires_grad for p in model.encoder.parameters())  # frozen: only the decoder trains
@@ -266,7 +265,7 @@ def test_frozen_vgg19_models_train_only_their_decoder_and_load_it_plus_the_encod
     shipped = {k: v.half() for k, v in decoder_state(model).items()}
     assert shipped and not any(k.startswith("encoder.") for k in shipped)
     save_file(shipped, str(tmp_path / "decoder.safetensors"))
-    state = load_frozen_vgg19_state(tmp_path / "decoder.safetensors")
+    state = load_frozen_vgg19_state(tmp_path / "decoder.safetensors", resolve_extra(record, 0))
     assert set(state) == set(model.state_dict())
     random_conv = model.encoder[0].weight.clone()
     model.load_state_dict(state, strict=True)

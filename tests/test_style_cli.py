@@ -15,7 +15,7 @@ from core.style.backbone import load_backbone
 
 @pytest.fixture(autouse=True)
 def restore_settings(monkeypatch):
-    """main() calls configure(); put the process-wide settings back afterwards."""
+    """main() installs its settings (runtime.use); put the process-wide settings back afterwards."""
     from core import runtime
 
     monkeypatch.setattr(runtime, "_settings", runtime.settings())

@@ -166,7 +166,7 @@ def create(name: str, *, device: torch.device | str | None = None, weights_dir=N
     ``pretrained=False`` builds the architecture alone (tests, speed measurements, a release loading a new file).
     Raises :class:`core.errors.MissingWeights` naming the file and how to get it.
     """
-    from weights.resolve import resolve  # here, not at the top: weights.resolve imports this module
+    from weights.resolve import resolve, resolve_extra  # noqa: PLC0415 (weights.resolve imports this module)
 
     record = get_record(name)
     if record.builder_takes_path:
@@ -174,16 +174,23 @@ def create(name: str, *, device: torch.device | str | None = None, weights_dir=N
         return builder(weights_path=resolve(record, weights_dir=weights_dir), **record.builder_kwargs)
     model = architecture(name)
     if pretrained:
-        model.load_state_dict(load_state(record, resolve(record, weights_dir=weights_dir)), strict=True)
+        extras = [resolve_extra(record, i, weights_dir=weights_dir) for i in range(len(record.extra_files))]
+        model.load_state_dict(load_state(record, resolve(record, weights_dir=weights_dir), extras), strict=True)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
     return model
 
 
-def load_state(record: ModelRecord, path) -> dict[str, torch.Tensor]:
-    """The state dict in the file ``path`` of ``record``, through the record's ``state_loader`` when it has one."""
-    return import_object(record.state_loader)(path) if record.state_loader else load_safetensors(path)
+def load_state(record: ModelRecord, path, extras=()) -> dict[str, torch.Tensor]:
+    """The state dict in the file ``path`` of ``record``, through the record's ``state_loader`` when it has one.
+
+    ``extras``: the local paths of the record's ``extra_files``, resolved like ``path`` (from the same weights
+    folder), which the state loader receives after ``path`` (a frozen encoder's ImageNet weights, say).
+    """
+    if not record.state_loader:
+        return load_safetensors(path)
+    return import_object(record.state_loader)(path, *extras)
 
 
 def load_safetensors(path) -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ from torch import nn
 
 from weights.palette import palettize
 from weights.registry import create, get_record, load_state
+from weights.resolve import resolve_extra
 
 #: Where the project's own weights, cards and facts live (a release may write elsewhere, e.g. in a test).
 WEIGHTS_DIR = Path(__file__).resolve().parent
@@ -115,7 +116,7 @@ def run_summary(checkpoint, epoch: int) -> dict:
 
 def release(name: str, checkpoint, *, trainer: tuple[str, Callable], release_command: str,
             score: Callable[[nn.Module], tuple[dict, dict]], card: Callable[[dict, dict], str],
-            weights_dir=None, palette_bits: int = 0) -> dict:
+            weights_dir=None, palette_bits: int = 0, operator_weights_dir=None) -> dict:
     """Ship ``checkpoint`` (a ``best.pt`` of :func:`core.training.fit`) as the registered model ``name``.
 
     Exports it to the record's file in ``weights_dir`` (default the project's ``weights/``), loads that file
@@ -124,13 +125,15 @@ def release(name: str, checkpoint, *, trainer: tuple[str, Callable], release_com
     fixed set that a test re-measures, is kept in the facts). Then writes ``cards/<name>.md``
     (``card(facts, details)``) and ``cards/<name>.json`` (the facts). ``trainer``: the training command's
     program and its ``add_arguments``, to rebuild the command from the checkpoint's saved arguments.
-    Returns the facts.
+    ``operator_weights_dir``: where the record's extra files are (a frozen encoder's ImageNet weights), as the
+    app's ``--weights-dir``. Returns the facts.
     """
     record = get_record(name)
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     exported = export_weights(checkpoint, weights_dir / record.source.filename, palette_bits)
     model = create(name, pretrained=False)
-    model.load_state_dict(load_state(record, exported["out"]), strict=True)
+    extras = [resolve_extra(record, i, weights_dir=operator_weights_dir) for i in range(len(record.extra_files))]
+    model.load_state_dict(load_state(record, exported["out"], extras), strict=True)
     metrics, details = score(model)
     metrics["epochs"] = exported["epoch"] + 1  # the best epoch, 1-based: every record's metrics say it
     recipe = {**exported["args"], "model": name}  # a run may predate the registry name as its --model

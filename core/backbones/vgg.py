@@ -118,9 +118,10 @@ class VGGEncoder(nn.Sequential):
         self.requires_grad_(False)
         return self
 
-    def load_pretrained(self, weights: str = "vgg19-caffe") -> "VGGEncoder":
-        """Load the ImageNet weights of registry record ``weights`` (Caffe or torchvision's) into these layers."""
-        self.load_state_dict(pretrained_state(weights, up_to=self.taps[-1]))
+    def load_pretrained(self, weights: str = "vgg19-caffe", *, weights_dir=None) -> "VGGEncoder":
+        """Load the ImageNet weights of registry record ``weights`` (Caffe or torchvision's) into these layers;
+        ``weights_dir``: the operator's weights folder, searched first (``--weights-dir``)."""
+        self.load_state_dict(pretrained_state(weights, up_to=self.taps[-1], weights_dir=weights_dir))
         return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -142,12 +143,15 @@ class VGGEncoder(nn.Sequential):
         return F.max_pool2d(tap, 2, stride=2, return_indices=return_indices)
 
 
-def pretrained_state(weights: str = "vgg19-caffe", *, up_to: str = "pool5") -> dict[str, torch.Tensor]:
+def pretrained_state(weights: str = "vgg19-caffe", *, up_to: str = "pool5", weights_dir=None,
+                     path=None) -> dict[str, torch.Tensor]:
     """The ImageNet weights of VGG-19's layers up to ``up_to`` from registry record ``weights``, keyed as
-    :class:`VGGEncoder`'s (``"0.weight"``); the file is resolved and its sha256 checked like any weights."""
+    :class:`VGGEncoder`'s (``"0.weight"``); the file is resolved (``weights_dir`` first) and its sha256 checked
+    like any weights, unless ``path`` is that file, already resolved (a model record's extra file)."""
     record = get_record(weights)
     last = VGG19_LAYERS[up_to]
-    return {k: v for k, v in load_state(record, resolve(record)).items() if int(k.split(".")[0]) <= last}
+    state = load_state(record, path or resolve(record, weights_dir=weights_dir))
+    return {k: v for k, v in state.items() if int(k.split(".")[0]) <= last}
 
 
 def load_q8_state(path) -> dict[str, torch.Tensor]:

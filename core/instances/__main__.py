@@ -13,12 +13,11 @@ from core.errors import UserError
 from core.images import load_image, to_tensor
 from core.instances import evaluate, release, train
 from core.instances.predict import default_model, detect
-from core.runtime import configure, pick_device
+from core import runtime
 
 
 def predict(args) -> int:
     torch.set_num_threads(args.threads)
-    configure(weights_dir=args.weights_dir)
     try:
         loaded = load_image(args.image, what="image")
     except UserError as exc:
@@ -26,7 +25,8 @@ def predict(args) -> int:
         return 2
     args.model = args.model or default_model()
     record = weights.get_record(args.model)
-    model = weights.create(args.model, device=pick_device(args.device))
+    settings = runtime.settings()
+    model = weights.create(args.model, device=runtime.pick_device(settings.device), weights_dir=settings.weights_dir)
     instances = detect(model, record.class_names, [to_tensor(loaded.image)], score=args.score)[0]
     # load_image may shrink a huge photo: report boxes in the file's own pixels.
     scale = loaded.original_size[0] / loaded.image.size[0] if loaded.original_size[0] else 1.0
@@ -59,8 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="default: torchvision's COCO Mask R-CNN v2 where its file is here, "
                                                  "else the project's maskrcnn-vgg19-camvid")
     p.add_argument("--score", type=float, default=0.5, help="keep detections scoring at least this")
-    p.add_argument("--weights-dir", default=None, help="folder with vgg19-caffe/ and other operator weights")
-    p.add_argument("--device", default="auto")
+    runtime.add_arguments(p)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true")
     evaluate.add_arguments(sub.add_parser("evaluate", help="box and mask AP / AP50 per class on CamVid-style labels"))
@@ -68,6 +67,7 @@ def main(argv=None) -> int:
     release.add_arguments(sub.add_parser("release", help="export + val AP + model card + facts"))
     sub.add_parser("list", help="print the registered instance segmentation models")
     args = parser.parse_args(argv)
+    runtime.use(runtime.Settings.from_args(args))  # --weights-dir/--device over CVHUB_*, for every subcommand
     if args.command == "predict":
         return predict(args)
     if args.command == "evaluate":

@@ -12,6 +12,7 @@ import io
 
 import numpy as np
 import torch
+from core import runtime
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -124,15 +125,14 @@ def main(args) -> int:
     import json
 
     import weights
-    from core.runtime import configure, pick_device
+    from core.runtime import pick_device, settings
     from core.segmentation.data import load_pairs, pair_files
 
     torch.set_num_threads(args.threads)
-    configure(weights_dir=args.weights_dir)
     pairs = pair_files(args.images, args.labels)
     data = load_pairs(pairs[: args.limit] if args.limit else pairs)
     record = weights.get_record(args.model)
-    model = weights.create(args.model, device=pick_device(args.device))
+    model = weights.create(args.model, device=pick_device(settings().device), weights_dir=settings().weights_dir)
     result = {"model": args.model, "frames": len(data), **evaluate_model(model, record.class_names, data.images, data.labels)}
     print(json.dumps(result, indent=1) if args.json else table(result))
     return 0
@@ -142,8 +142,7 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default="maskrcnn-vgg19-camvid")
     p.add_argument("--images", required=True, help="folder of frames")
     p.add_argument("--labels", required=True, help="folder of CamVid label maps (same file stems)")
-    p.add_argument("--weights-dir", default=None, help="folder with vgg19-caffe/ and other operator weights")
-    p.add_argument("--device", default="auto")
+    runtime.add_arguments(p)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="only the first N frames")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -102,8 +102,10 @@ def trained_state(model: MaskRCNN) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.encoder.")}
 
 
-def load_maskrcnn_vgg19_state(path) -> dict[str, torch.Tensor]:
-    """Shipped heads (fp16 file) + the ImageNet VGG-19 encoder, resolved like any weights."""
+def load_maskrcnn_vgg19_state(path, vgg19_path) -> dict[str, torch.Tensor]:
+    """Shipped heads (fp16 file) + the encoder from ``vgg19_path``, the ImageNet VGG-19 the record names as its
+    extra file (resolved from the same weights folder as ``path``)."""
     state = load_safetensors(path)
-    state.update({f"backbone.encoder.{k}": v for k, v in pretrained_state("vgg19-caffe", up_to=TAP).items()})
+    encoder = pretrained_state("vgg19-caffe", up_to=TAP, path=vgg19_path)
+    state.update({f"backbone.encoder.{k}": v for k, v in encoder.items()})
     return state

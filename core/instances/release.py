@@ -15,7 +15,7 @@ import torch
 
 from core.instances import train
 from core.instances.evaluate import evaluate_model, percent
-from core.runtime import configure
+from core import runtime
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
 from weights.release import command_line, release as release_weights
@@ -83,8 +83,6 @@ def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, 
             weights_dir=None, encoder_weights_dir=None) -> dict:
     """Export ``checkpoint`` as the file of ``name``, score it on val (box and mask AP), write card and facts."""
     torch.set_num_threads(threads)
-    if encoder_weights_dir:
-        configure(weights_dir=encoder_weights_dir)
     record = get_record(name)
     val = load_camvid(data, "val", limit=limit)
 
@@ -103,13 +101,13 @@ def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, 
         "threads": threads, "limit": limit})
     facts = release_weights(name, checkpoint, trainer=(f"{PROG} train", train.add_arguments), release_command=command,
                             score=score, card=lambda facts, result: model_card(name, record, facts, result),
-                            weights_dir=weights_dir)
+                            weights_dir=weights_dir, operator_weights_dir=encoder_weights_dir)
     return {"file": facts["file"], "sha256": facts["sha256"], "bytes": facts["bytes"], **facts["metrics"]}
 
 
 def main(args) -> int:
     print(json.dumps(release(args.checkpoint or f"runs/{args.name}/best.pt", args.data, name=args.name,
-                             threads=args.threads, limit=args.limit, encoder_weights_dir=args.weights_dir), indent=1))
+                             threads=args.threads, limit=args.limit, encoder_weights_dir=runtime.use(runtime.Settings.from_args(args)).weights_dir), indent=1))
     return 0
 
 
@@ -118,6 +116,6 @@ def add_arguments(p) -> None:
                    help="the registered model whose file, card and facts to write")
     p.add_argument("--checkpoint", default=None, help="default runs/<name>/best.pt")
     p.add_argument("--data", default="../shared/data/camvid")
-    p.add_argument("--weights-dir", default="../shared/weights", help="folder with vgg19-caffe/")
+    runtime.add_arguments(p, device=False)  # --weights-dir: the folder with vgg19-caffe/
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke runs)")

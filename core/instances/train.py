@@ -28,7 +28,6 @@ from core.datasets.camvid import INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
 from core.instances.evaluate import coco_ap
 from core.instances.maskrcnn import trained_state
-from core.runtime import configure
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from weights.registry import architecture
 
@@ -102,7 +101,6 @@ def selection_score(ap: dict) -> float:
 
 def train(args) -> dict:
     device = training.start(args)
-    configure(weights_dir=args.weights_dir)
     model = architecture(args.model)
     model.backbone.encoder.load_pretrained("vgg19-caffe")
     model.to(device)
@@ -175,6 +173,5 @@ def train(args) -> dict:
 def add_arguments(p) -> None:
     training.add_arguments(p, models=MODELS, model_default="maskrcnn-vgg19-camvid", epochs=30, batch_size=4, lr=0.01,
                            weight_decay=1e-4, threads=2, resume_flag=False)
-    p.add_argument("--weights-dir", default="../shared/weights", help="where vgg19-caffe/ is")
     p.add_argument("--warmup", type=int, default=100, help="steps of linear warm-up")
     p.add_argument("--eval-every", type=int, default=2)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 import weights
+from core import runtime
 from core.segmentation import evaluate, release, train, train_frozen
 
 
@@ -19,6 +20,7 @@ def main(argv=None) -> int:
     release.add_release_arguments(sub.add_parser("release", help="export + val evaluation + model card + facts"))
     sub.add_parser("list", help="print the registered segmentation models")
     args = parser.parse_args(argv)
+    runtime.use(runtime.Settings.from_args(args))  # --weights-dir/--device over CVHUB_*, for every subcommand
     if args.command == "train":
         train.train(args)
         return 0

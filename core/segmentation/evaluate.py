@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 import weights
+from core import runtime
 from core.datasets.camvid import CAMVID_CLASSES, LECTURE_ORDER, VOID
 from core.segmentation.data import load_pairs, pair_files
 from core.segmentation.metrics import confusion_matrix, scores
@@ -46,10 +47,12 @@ def quality_check_score(model, record, val) -> dict:
     return {"split": "CamVid val", "frames": result["frames"], "mIoU": round(result["mIoU"], 4)}
 
 
-def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: int | None = None) -> dict:
-    """Load the registered model ``name`` and score it on the frames of ``image_dir`` against ``label_dir``."""
+def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: int | None = None,
+                     weights_dir=None) -> dict:
+    """Load the registered model ``name`` (its files from ``weights_dir`` first) and score it on the frames of
+    ``image_dir`` against ``label_dir``."""
     record = weights.get_record(name)
-    model = weights.create(name, device=device)
+    model = weights.create(name, device=device, weights_dir=weights_dir)
     pairs = pair_files(Path(image_dir), Path(label_dir))
     if limit:
         pairs = pairs[:limit]
@@ -74,7 +77,9 @@ def format_table(result: dict) -> str:
 
 
 def main(args) -> int:
-    result = evaluate_folders(args.model, args.images, args.labels, device=args.device, limit=args.limit)
+    settings = runtime.settings()
+    result = evaluate_folders(args.model, args.images, args.labels, device=runtime.pick_device(settings.device),
+                              limit=args.limit, weights_dir=settings.weights_dir)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
     return 0
 
@@ -84,5 +89,5 @@ def add_arguments(p) -> None:
     p.add_argument("--images", required=True)
     p.add_argument("--labels", required=True)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--device", default="cpu")
+    runtime.add_arguments(p)
     p.add_argument("--limit", type=int, default=None)

@@ -21,8 +21,10 @@ def frozen_vgg19() -> VGGEncoder:
     return create_encoder("vgg19", taps=STAGE_ENDS, frozen=True)
 
 
-def load_frozen_vgg19_state(path) -> dict[str, torch.Tensor]:
-    """The shipped file (every trained tensor, fp16) + ``encoder.*``: the ImageNet VGG-19, resolved like any weights."""
+def load_frozen_vgg19_state(path, vgg19_path) -> dict[str, torch.Tensor]:
+    """The shipped file (every trained tensor, fp16) + ``encoder.*`` from ``vgg19_path``, the ImageNet VGG-19 file
+    the record names as its extra file (resolved from the same weights folder as ``path``)."""
     state = load_safetensors(path)
-    state.update({f"encoder.{k}": v for k, v in pretrained_state("vgg19-caffe", up_to=STAGE_ENDS[-1]).items()})
+    encoder = pretrained_state("vgg19-caffe", up_to=STAGE_ENDS[-1], path=vgg19_path)
+    state.update({f"encoder.{k}": v for k, v in encoder.items()})
     return state

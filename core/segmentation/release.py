@@ -18,7 +18,7 @@ import time
 import torch
 
 from core.datasets.camvid import LECTURE_ORDER
-from core.runtime import configure
+from core import runtime
 from core.segmentation import train, train_frozen
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from core.segmentation.evaluate import evaluate_model, quality_check_score
@@ -175,8 +175,6 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
     frozen encoder's weights are (``--weights-dir`` of the app).
     """
     torch.set_num_threads(threads)
-    if encoder_weights_dir:
-        configure(weights_dir=encoder_weights_dir)
     record = get_record(name)
     val = load_camvid(data, "val", limit=limit)
 
@@ -199,7 +197,7 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
         "threads": threads, "limit": limit, "palette_bits": palette_bits})
     facts = release_weights(name, checkpoint, trainer=TRAINERS[name], release_command=command, score=score,
                             card=lambda facts, result: model_card(name, record, facts, result, data=data),
-                            weights_dir=weights_dir, palette_bits=palette_bits)
+                            weights_dir=weights_dir, palette_bits=palette_bits, operator_weights_dir=encoder_weights_dir)
     return {"file": facts["file"], "sha256": facts["sha256"], "bytes": facts["bytes"],
             "checkpoint_val_mIoU": facts["checkpoint_val"].get("mIoU"), **facts["metrics"]}
 
@@ -207,7 +205,7 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
 def main(args) -> int:
     if args.command == "release":
         print(json.dumps(release(args.checkpoint or f"runs/{args.name}/best.pt", args.name, args.data,
-                                 threads=args.threads, limit=args.limit, encoder_weights_dir=args.weights_dir,
+                                 threads=args.threads, limit=args.limit, encoder_weights_dir=runtime.use(runtime.Settings.from_args(args)).weights_dir,
                                  palette_bits=args.palette_bits), indent=1))
     else:
         exported = export_weights(args.checkpoint, args.out, args.palette_bits)
@@ -232,7 +230,7 @@ def add_release_arguments(p) -> None:
                    help="the registered model whose file, card and facts to write")
     p.add_argument("--checkpoint", default=None, help="default runs/<name>/best.pt")
     p.add_argument("--data", default="../shared/data/camvid")
-    p.add_argument("--weights-dir", default=None, help="folder with a frozen encoder's weights (vgg19-caffe/)")
+    runtime.add_arguments(p, device=False)  # --weights-dir: the folder with a frozen encoder's weights (vgg19-caffe/)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke tests)")
     _add_palette_argument(p)

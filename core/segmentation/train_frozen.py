@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from core import training
 from core.checkpoints import save_atomic
 from core.datasets.camvid import CAMVID_CLASSES, VOID
-from core.runtime import configure
 from core.segmentation.data import camvid_names, enet_class_weights, load_camvid, sequence_index
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride
@@ -99,7 +98,6 @@ def decoder_state(model) -> dict[str, torch.Tensor]:
 
 def train_frozen(args) -> dict:
     device = training.start(args)
-    configure(weights_dir=args.weights_dir)
     record = get_record(args.model)
     model = architecture(args.model)  # trainable decoder, frozen encoder
     model.encoder.load_pretrained("vgg19-caffe")
@@ -151,7 +149,6 @@ def train_frozen(args) -> dict:
 def add_arguments(p) -> None:
     training.add_arguments(p, models=MODELS, model_default="fcn8s-vgg19-camvid", epochs=40, batch_size=8, lr=2e-4,
                            weight_decay=1e-4, threads=1)
-    p.add_argument("--weights-dir", default="../shared/weights", help="where vgg19-caffe/ is")
     p.add_argument("--cache", default=None, help="folder of the encoded taps, shareable between models "
                                                  "(default <out>/features)")
     p.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from core import runtime
 from core.errors import UserError
 from core.style.backbone import BACKBONES, DEFAULT_BACKBONE
 from core.style.costs import STYLE_NORMALIZATIONS
@@ -45,8 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=BACKBONES)
     t.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    t.add_argument("--weights-dir", default=None)
+    runtime.add_arguments(t)
     t.add_argument("--every", type=int, default=10, help="print progress every k steps")
     t.add_argument("--json", action="store_true", help="print one JSON summary instead of progress lines")
     return parser.parse_args(argv)
@@ -80,13 +80,8 @@ def parse_blend(text: str | None, n_styles: int) -> list[float] | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.runtime import configure
-
-    changes = {"device": args.device}
-    if args.weights_dir:  # else keep CVHUB_WEIGHTS_DIR
-        changes["weights_dir"] = args.weights_dir
-    configure(**changes)
     try:
+        runtime.use(runtime.Settings.from_args(args))  # --weights-dir/--device over CVHUB_*
         return run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core import runtime
 from core.errors import UserError
 
 
@@ -30,21 +31,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     index.add_argument("--batch-size", type=int, default=8)
     index.add_argument("--top", type=int, default=9, help="patches kept per unit")
     index.add_argument("--per-image", type=int, default=1, help="patches one image may give a unit")
-    index.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    index.add_argument("--weights-dir", default=None)
+    runtime.add_arguments(index)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.runtime import configure
     from core.visualize.layers import layer_catalog
 
-    changes = {"device": getattr(args, "device", "auto")}
-    if getattr(args, "weights_dir", None):  # else keep CVHUB_WEIGHTS_DIR
-        changes["weights_dir"] = args.weights_dir
-    configure(**changes)
     try:
+        runtime.use(runtime.Settings.from_args(args))  # --weights-dir/--device over CVHUB_*
         if args.command == "layers":
             for name, (path, rf) in layer_catalog(args.model).items():
                 print(f"{name:>12}  module {path:<10} field {rf.size:g}px  stride {rf.jump:g}px")
