@@ -223,11 +223,11 @@ def build() -> None:
         with gr.Tab("Recognition"):
             with gr.Row():
                 with gr.Column():
-                    name = gr.Textbox(label="Name", max_length=gallery_db.MAX_NAME_LENGTH)
+                    name = gr.Textbox(label="Name", max_length=gallery_db.MAX_NAME_LENGTH, elem_id="faces-name")
                     # No file_types: Gradio would refuse by extension with its own words; the loader reads the
                     # content and explains in one sentence what it cannot use.
-                    photos = gr.File(file_count="multiple", label="Photo(s) of this person")
-                    enroll_btn = gr.Button("Enroll", variant="primary")
+                    photos = gr.File(file_count="multiple", label="Photo(s) of this person", elem_id="faces-photos")
+                    enroll_btn = gr.Button("Enroll", variant="primary", elem_id="faces-enroll")
                 with gr.Column():
                     query = UploadImage(label="Who is in this photo?")
                     rec_threshold = gr.Slider(0.0, 2.0, value=tau0, step=0.01, label="τ (not recognized above)")
@@ -237,7 +237,7 @@ def build() -> None:
             answer_note = gr.Markdown()
             gr.Markdown("### The gallery")
             with gr.Row():
-                people = gr.Dataframe(label="People", interactive=False)
+                people = gr.Dataframe(label="People", interactive=False, elem_id="faces-people")
                 thumbs = gr.Gallery(label="Enrolled faces", columns=6, height=200)
             with gr.Row():
                 chosen = gr.Dropdown(label="Person", choices=[])
@@ -245,7 +245,7 @@ def build() -> None:
                 rename_btn = gr.Button("Rename")
                 delete_btn = gr.Button("Delete", variant="stop")
                 refresh_btn = gr.Button("Refresh")
-            gallery_status = gr.Markdown()
+            gallery_status = gr.Markdown(elem_id="faces-status")
             gallery_view = [people, thumbs, chosen]
             # A failure shows its sentence on the status line alone (show_progress_on): the gallery view and
             # the form keep what they showed, and the handler's outputs change only on success.

@@ -140,3 +140,43 @@ def test_uploads_results_and_session_galleries_do_not_outlive_the_hour():
     assert sweep + age <= 3600
     unloads = [fn for fn in demo.fns.values() if any(target[1] == "unload" for target in fn.targets)]
     assert [fn.fn for fn in unloads] == [faces.unload] and faces.unload is face_galleries.end_session
+
+
+def test_browser_enrols_clears_the_form_keeps_the_gallery_on_failure_and_forgets_it_with_the_tab(running_app, shared):
+    """The Faces panel as a student meets it: enrol a face, fail an enrolment, close the tab; the gallery's
+    file lives exactly as long as the tab."""
+    import glob
+    import tempfile
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    sessions = os.path.join(tempfile.gettempdir(), "cvhub-galleries", "session-*.db")
+    before = set(glob.glob(sessions))
+    photo = shared / "data" / "faces" / "gallery_and_queries" / "train" / "obama" / "obama.jpg"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(running_app)
+        page.get_by_role("tab", name="Faces", exact=True).click()
+        page.get_by_role("tab", name="Recognition", exact=True).click()
+        page.locator("#faces-name textarea, #faces-name input").first.fill("Ada <b>L</b>")
+        page.locator("#faces-photos input[type=file]").set_input_files(str(photo))
+        page.wait_for_timeout(1000)
+        page.locator("#faces-enroll").click()
+        page.locator("#faces-status").get_by_text("Enrolled").wait_for(timeout=120_000)
+        assert page.locator("#faces-name textarea, #faces-name input").first.input_value() == ""  # a fresh form
+        people = page.locator("#faces-people")
+        assert "Ada <b>L</b>" in people.inner_text()  # the name as typed: text, not markup
+        mine = set(glob.glob(sessions)) - before
+        assert len(mine) == 1  # this tab's own gallery file
+        page.locator("#faces-enroll").click()  # no name, no photo: fails with its sentence
+        page.get_by_text("Please upload at least one photo").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(500)
+        assert "Ada <b>L</b>" in people.inner_text() and "Error" not in people.inner_text()
+        page.close()  # the tab closes: demo.unload deletes its gallery
+        deadline = time.monotonic() + 60
+        while any(os.path.exists(f) for f in mine) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        browser.close()
+    assert not any(os.path.exists(f) for f in mine)
