@@ -14,9 +14,10 @@ import os
 
 import gradio as gr
 
-from core.errors import UserError
 from core import runtime
-from spaces import privacy
+from core.errors import UserError
+from spaces import about, common, privacy
+from spaces.face_galleries import use_shared_gallery
 
 #: The panels, in tab order. Each module has TITLE, SUMMARY (one line for the About tab) and build().
 PANEL_MODULES = (
@@ -34,8 +35,6 @@ def panels():
 
 
 def build_app() -> gr.Blocks:
-    from spaces import about, common
-
     common.atomic_result_cache()  # 50 users getting the same picture must not rewrite it while it downloads
     modules = panels()
     with gr.Blocks(title="Beyond classification and detection — demo hub",
@@ -66,7 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     runtime.add_arguments(parser)
     parser.add_argument("--max-batch-size", type=int, default=None,
-                        help="requests merged into one forward pass by batched handlers (default: CVHUB_MAX_BATCH_SIZE, else 8)")
+                        help="requests merged into one forward pass by batched handlers "
+                             "(default: CVHUB_MAX_BATCH_SIZE, else 8)")
     parser.add_argument("--gallery", default=os.environ.get("CVHUB_GALLERY"),
                         help="one face gallery (SQLite file) shared by every visitor; default: one per browser session")
     return parser.parse_args(argv)
@@ -76,13 +76,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     runtime.use(runtime.Settings.from_args(args))
     if args.gallery:
-        from spaces.face_galleries import use_shared_gallery
-
         try:
             use_shared_gallery(args.gallery)
         except UserError as exc:
             raise SystemExit(f"--gallery {args.gallery}: {exc}") from None
-    build_app().launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
+    build_app().launch(server_name=args.host, server_port=args.port, share=args.share,
+                       max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
 
 
 if __name__ == "__main__":

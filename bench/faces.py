@@ -22,11 +22,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import dlib
 import numpy as np
 import torch
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from core.faces.detection import DETECT_MAX_SIDE, UPSAMPLE_BELOW  # noqa: E402
+from core.faces.gallery import EmbeddingIndex, GalleryStore  # noqa: E402
+from core.faces.inception_resnet import TorchFaceEmbedder, inception_resnet_v1  # noqa: E402
+from core.faces.pipeline import load_pipeline  # noqa: E402
+from core.images import load_image  # noqa: E402
+from core.runtime import pick_device  # noqa: E402
+
 FACES = REPO.parent / "shared" / "data" / "faces"
 
 
@@ -45,8 +55,6 @@ def ms(values) -> dict:
 
 
 def bench_search(people: int, runs: int, sqlite: bool) -> dict:
-    from core.faces.gallery import EmbeddingIndex, GalleryStore
-
     torch.manual_seed(0)
     embeddings = torch.nn.functional.normalize(torch.randn(people, 128), dim=1)
     index = EmbeddingIndex(embeddings, np.arange(people), {i: f"person {i}" for i in range(people)})
@@ -80,12 +88,6 @@ def bench_search(people: int, runs: int, sqlite: bool) -> dict:
 
 def bench_pipeline(runs: int) -> dict:
     """Per face: dlib's own calls on the same (resized) image vs our pipeline's analyze."""
-    import dlib
-
-    from core.faces.detection import DETECT_MAX_SIDE, UPSAMPLE_BELOW
-    from core.faces.pipeline import load_pipeline
-    from core.images import load_image
-
     photos = sorted((FACES / "gallery_and_queries" / "train").glob("*/*"))[:6]
     if not photos:
         return {"skipped": f"no photos under {FACES}"}
@@ -93,7 +95,6 @@ def bench_pipeline(runs: int) -> dict:
     pipeline = load_pipeline("dlib")
     detector, predictor = pipeline.detector.detector, pipeline.detector.predictor
     model = pipeline.embedder.model
-    from PIL import Image
 
     def raw(rgb):  # what a user of dlib would write: detect, 5 landmarks, descriptor (chip cut inside dlib)
         h, w = rgb.shape[:2]
@@ -125,9 +126,6 @@ def bench_pipeline(runs: int) -> dict:
 
 
 def bench_torch(device: str, runs: int, batch: int) -> dict:
-    from core.faces.inception_resnet import TorchFaceEmbedder, inception_resnet_v1
-    from core.runtime import pick_device
-
     dev = pick_device(device)
     model = inception_resnet_v1().eval().to(dev)
     embedder = TorchFaceEmbedder(model, lambda x: (x - 0.5) / (128 / 255), batch_size=batch)
@@ -177,7 +175,8 @@ def main() -> None:
         if "skipped" in p:
             print("pipeline:", p["skipped"])
         else:
-            print(f"pipeline: {p['pipeline_ms_per_face']} ms/face vs dlib direct {p['dlib_direct_ms_per_face']} ms/face "
+            print(f"pipeline: {p['pipeline_ms_per_face']} ms/face "
+                  f"vs dlib direct {p['dlib_direct_ms_per_face']} ms/face "
                   f"-> x{p['pipeline_over_dlib']} [target <= x1.20]; embed step x{p['embed_over_dlib']}, "
                   f"dlib embeds {p['dlib_embed_faces_per_s']} faces/s")
     if "torch" in report:

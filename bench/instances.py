@@ -24,28 +24,26 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import weights  # noqa: E402
+from core import runtime  # noqa: E402
+from core.images import load_image, to_tensor  # noqa: E402
 from core.segmentation.speed import ms_per_frame  # noqa: E402
 
 
 def build(name: str, device: torch.device):
-    import weights
-
     torch.manual_seed(0)
-
     trained = weights.is_available(weights.get_record(name))
     return weights.create(name, pretrained=trained, device=device), trained
 
 
 def frame(size: tuple[int, int]) -> torch.Tensor:
     """A CamVid val frame resized to (w, h), 3xHxW in [0, 1]."""
-    import torch.nn.functional as F
-
-    from core.images import load_image, to_tensor
-
     path = sorted((REPO.parent / "shared" / "data" / "camvid" / "val").iterdir())[40]
     x = to_tensor(load_image(path).image)[None]
     return F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False)[0].clamp(0, 1)
@@ -71,8 +69,6 @@ def run_variant(model, variant: str, images: list[torch.Tensor]):
 
 def agreement(reference: dict, other: dict, score: float = 0.5) -> tuple[float, float]:
     """(largest box shift in px, smallest mask IoU) of the confident reference detections, matched by best box IoU."""
-    from torchvision.ops import box_iou
-
     keep = reference["scores"] >= score
     ref_boxes, ref_masks = reference["boxes"][keep], reference["masks"][keep, 0] > 0.5
     if len(ref_boxes) == 0:
@@ -100,8 +96,6 @@ def main(argv=None) -> int:
     p.add_argument("--weights-dir", default=str(REPO.parent / "shared" / "weights"))
     p.add_argument("--json", default=None, help="also write the rows to this file")
     args = p.parse_args(argv)
-    from core import runtime
-
     runtime.use(runtime.Settings.from_env(weights_dir=args.weights_dir))
     if args.threads:
         torch.set_num_threads(args.threads)

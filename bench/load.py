@@ -37,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,8 +228,6 @@ def mixed_calls(picture: Path, size) -> list:
 
 def huge_call(picture: Path):
     def call(client, handle_file):
-        from gradio_client.exceptions import AppError
-
         try:
             overlay, _, info = client.submit(handle_file(str(picture)), "enet-camvid", 0.6,
                                              api_name="/segment").result(timeout=CLIENT_TIMEOUT_S)
@@ -247,8 +247,6 @@ def huge_call(picture: Path):
 
 def run_crowd(url: str, users: int, requests: int, calls_for_user, download_dir: Path) -> list[dict]:
     """Each user: its own Client; all start together; each sends ``requests`` calls in a row."""
-    from gradio_client import Client, handle_file
-
     ready = threading.Barrier(users)
     results: list[dict] = []
     lock = threading.Lock()

@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import weights  # noqa: E402
 from core.segmentation.padding import run_padded  # noqa: E402
 from core.segmentation.speed import ms_per_frame, parameter_count  # noqa: E402
 
@@ -36,8 +37,6 @@ LECTURE_MS = {
 
 
 def build(name: str, device: torch.device) -> torch.nn.Module:
-    import weights
-
     record = weights.get_record(name)
     torch.manual_seed(0)
     return weights.create(name, pretrained=weights.is_available(record), device=device)
@@ -76,7 +75,8 @@ def _autocast(model, x, dtype):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--models", nargs="+", default=["enet-camvid", "segnet-vgg19-camvid", "fcn8s-vgg19-camvid", "unet-vgg19-camvid"])
+    p.add_argument("--models", nargs="+",
+                   default=["enet-camvid", "segnet-vgg19-camvid", "fcn8s-vgg19-camvid", "unet-vgg19-camvid"])
     p.add_argument("--sizes", nargs="+", default=["480x320", "640x360", "1280x720", "1920x1080"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--variants", nargs="+", default=["eager", "channels_last", "half", "compile"])
@@ -108,7 +108,8 @@ def main(argv=None) -> int:
                     fn, prep = made
                     try:
                         with torch.no_grad():
-                            ms = ms_per_frame(fn, prep(x), warmup=args.warmup + (2 if "compile" in variant or variant == "cudagraphs" else 0),
+                            compiled = "compile" in variant or variant == "cudagraphs"
+                            ms = ms_per_frame(fn, prep(x), warmup=args.warmup + (2 if compiled else 0),
                                               repeats=args.repeats)
                     except Exception as exc:  # an op without a kernel for this dtype: report, go on
                         print(f"{name:18} {size:>9} {batch:>5} {variant:>14} failed: {type(exc).__name__}: {exc}"[:200])

@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from gradio_client import Client
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -46,8 +48,6 @@ def one_start(weights_dir: str | None) -> tuple[float, float]:
             except OSError:
                 time.sleep(0.05)
         page = time.perf_counter() - t0
-        from gradio_client import Client
-
         grid = {"headers": ["1", "2"], "data": [[1, 2], [3, 4]]}
         Client(url, verbose=False).predict(grid, {"headers": ["1"], "data": [[9]]}, api_name="/lab_unpool")
         return page, time.perf_counter() - t0
@@ -64,7 +64,8 @@ def main() -> None:
     runs = [one_start(args.weights_dir) for _ in range(args.runs)]
     print(f"{os.cpu_count()} CPUs, {args.runs} starts of `python app.py`")
     for label, values in (("page answers", [r[0] for r in runs]), ("first API answer", [r[1] for r in runs])):
-        print(f"{label:>17}: min {min(values):.2f} s  median {statistics.median(values):.2f} s  max {max(values):.2f} s")
+        print(f"{label:>17}: min {min(values):.2f} s  median {statistics.median(values):.2f} s  "
+              f"max {max(values):.2f} s")
 
 
 if __name__ == "__main__":

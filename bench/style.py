@@ -20,11 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+import skimage.data
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import weights  # noqa: E402
+from core import runtime  # noqa: E402
 from core.images import load_image, to_tensor  # noqa: E402
 from core.style.costs import content_cost, gram_matrix, rescale_gram, style_cost  # noqa: E402
 from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, relu_index  # noqa: E402
@@ -40,9 +43,7 @@ def images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     if content_path.exists() and style_path.exists():
         sources = [str(content_path), str(style_path)]
     else:
-        from skimage import data
-
-        sources = [data.astronaut(), data.immunohistochemistry()]
+        sources = [skimage.data.astronaut(), skimage.data.immunohistochemistry()]
     content, style = (resize_longest(as_batch(to_tensor(load_image(s).image)), size) for s in sources)
     return content, style
 
@@ -104,7 +105,8 @@ def reference(features, normalize, content, style, steps: int, seed: int) -> tup
     return image.detach(), seconds, evaluations[0]
 
 
-def ours(features, normalize, content, style, steps: int, seed: int, compile_: bool) -> tuple[torch.Tensor, float, float]:
+def ours(features, normalize, content, style, steps: int, seed: int,
+         compile_: bool) -> tuple[torch.Tensor, float, float]:
     """The project's transfer(); -> (image, seconds including setup, seconds of the steps)."""
     config = TransferConfig(alpha=ALPHA, beta=BETA, style_weights=dict(LAMBDA), steps=steps, seed=seed,
                             preview_every=0, compile=compile_)
@@ -129,21 +131,21 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--weights-dir", default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile our network (CUDA)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per recipe (default 3 on CUDA, 0 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="warm-up steps per recipe (default 3 on CUDA, 0 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args(argv)
 
-    import weights
-    from core import runtime
-
-    device = runtime.pick_device(runtime.use(runtime.Settings.from_env(device=args.device, weights_dir=args.weights_dir)).device)
+    settings = runtime.use(runtime.Settings.from_env(device=args.device, weights_dir=args.weights_dir))
+    device = runtime.pick_device(settings.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     features = weights.create("vgg19-caffe", device=device).eval()
     normalize = weights.get_record("vgg19-caffe").normalize
     content, style = (x.to(device) for x in images(args.size))
     warmup = args.warmup if args.warmup is not None else (3 if device.type == "cuda" else 0)
-    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+    host = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device {device} ({host}), "
           f"content {tuple(content.shape[-2:])}, {args.steps} steps, torch {torch.__version__}")
 
     results = {"device": str(device), "size": list(content.shape[-2:]), "steps": args.steps}
@@ -165,7 +167,8 @@ def main(argv=None) -> int:
         ref = results["reference"]
         results["speedup_per_step"] = ref["ms_per_step"] / results["ours"]["ms_per_step"]
         results["cost_ratio"] = cost["total"] / ref["total"]
-        print(f"speed-up {results['speedup_per_step']:.2f}x per step; final cost ours/reference {results['cost_ratio']:.4f}")
+        print(f"speed-up {results['speedup_per_step']:.2f}x per step; "
+              f"final cost ours/reference {results['cost_ratio']:.4f}")
     print(json.dumps(results))
     return 0
 

@@ -13,14 +13,23 @@ handler, which is what the app runs.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import weights  # noqa: E402
+from core import runtime  # noqa: E402
+from core.visualize import top_patches as tp  # noqa: E402
+from core.visualize.layers import layer_catalog  # noqa: E402
+from spaces.visualize import UNITS_PER_PAGE, top_patches  # noqa: E402
 
 
 def main() -> None:
@@ -38,14 +47,8 @@ def main() -> None:
                         help="keep the index here and reuse it if present (time answers without rebuilding)")
     args = parser.parse_args()
 
-    import os
-
-    import torch
-
-    from core import runtime
-    from core.visualize import top_patches as tp
-
-    device = runtime.pick_device(runtime.use(runtime.Settings.from_env(device=args.device, weights_dir=args.weights_dir)).device)
+    settings = runtime.use(runtime.Settings.from_env(device=args.device, weights_dir=args.weights_dir))
+    device = runtime.pick_device(settings.device)
     with tempfile.TemporaryDirectory() as tmp:
         images = args.images
         if args.frames:  # a folder of links to the first N images
@@ -57,8 +60,6 @@ def main() -> None:
         os.environ["CVHUB_INDEX_DIR"] = str(index_dir)
         path = tp.index_path(args.model, args.layer, images, index_dir)
         if not path.exists():
-            import weights
-
             weights.load(args.model)  # loading the weights is not part of the build
             started = time.perf_counter()
             path = tp.build_index(args.model, [args.layer], images, max_side=args.max_side,
@@ -72,9 +73,6 @@ def main() -> None:
               f"at <= {index.max_side} px; load average {os.getloadavg()[0]:.1f}")
         if build is not None:
             print(f"build: {build:.1f} s ({build / n * 1000:.0f} ms per image; 367 frames -> {build / n * 367:.0f} s)")
-
-        from core.visualize.layers import layer_catalog
-        from spaces.visualize import UNITS_PER_PAGE, top_patches
 
         layer_catalog(args.model)  # built when the panel is laid out, not per answer
 
@@ -92,7 +90,8 @@ def main() -> None:
         # cold: nothing in memory (first answer after start); warm: the page asked again
         for name, times in (("cold", cold), ("warm", warm)):
             ms = sorted(1000 * t for t in times)
-            print(f"answer a page of {UNITS_PER_PAGE} units x 9 patches, {name}: median {statistics.median(ms):.0f} ms, "
+            print(f"answer a page of {UNITS_PER_PAGE} units x 9 patches, {name}: "
+                  f"median {statistics.median(ms):.0f} ms, "
                   f"min {ms[0]:.0f}, max {ms[-1]:.0f} (bound 200 ms)")
 
 

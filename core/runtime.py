@@ -59,7 +59,8 @@ class Settings:
 def add_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
     """``--weights-dir`` (and ``--device``), the same on every entry point; unset, ``CVHUB_*`` decides."""
     parser.add_argument("--weights-dir", default=None,
-                        help="folder searched first for weight files, e.g. ../shared/weights (default: CVHUB_WEIGHTS_DIR)")
+                        help="folder searched first for weight files, e.g. ../shared/weights "
+                             "(default: CVHUB_WEIGHTS_DIR)")
     if device:
         parser.add_argument("--device", choices=DEVICES, default=None,
                             help="auto takes CUDA when present (default: CVHUB_DEVICE, else auto)")

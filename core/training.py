@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from core.checkpoints import save_atomic
 from core import runtime
+from core.checkpoints import save_atomic
 
 
 def add_arguments(p, *, models: tuple[str, ...], model_default: str | None, epochs: int, batch_size: int, lr: float,

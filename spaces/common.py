@@ -6,14 +6,19 @@ import functools
 import html
 import inspect
 import logging
-import re
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+import skimage.data
+from gradio import processing_utils
 from gradio.profiling import traced_sync
+from PIL import Image
 
+import weights
 from core.errors import UserError
 from core.images import DEFAULT_MAX_SIDE, LoadedImage, load_image
 from core.runtime import release_memory
@@ -32,8 +37,6 @@ def save_pil_to_cache_atomically(img, cache_dir: str, name: str = "image", forma
     bytes) and a new one is written under a temporary name and renamed into place, which is atomic.
     Returns the absolute path of ``<cache_dir>/<sha256>/<name>.<format>``.
     """
-    from gradio import processing_utils
-
     data = processing_utils.encode_pil_to_bytes(img, format)
     folder = Path(cache_dir) / processing_utils.hash_bytes(data)
     folder.mkdir(exist_ok=True, parents=True)
@@ -64,8 +67,6 @@ def atomic_result_cache() -> None:
     ``save_img_array_to_cache`` by its global name in that module), so replacing the attribute covers
     them all. Idempotent; ``app.build_app`` calls it.
     """
-    from gradio import processing_utils
-
     processing_utils.save_pil_to_cache = save_pil_to_cache_atomically
 
 
@@ -180,8 +181,6 @@ def user_errors(fn):
 
 def load_model_announced(name: str):
     """``weights.load(name)``, telling the user when this is the (slow) first load."""
-    import weights
-
     if not weights.is_loaded(name):
         gr.Info(f"Loading model '{name}' (first use; later requests are faster)…")
     return weights.load(name)
@@ -193,16 +192,10 @@ def bundled_example(name: str) -> str:
     The app's examples must be redistributable: these are, the shared CamVid frames and photos are not.
     ``stereo_motorcycle`` is the left view of scikit-image's stereo pair.
     """
-    import tempfile
-
-    import numpy as np
-    from PIL import Image
-    from skimage import data
-
     path = Path(tempfile.gettempdir()) / "cvhub-examples" / f"{name}.png"
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
-        picture = getattr(data, name)()
+        picture = getattr(skimage.data, name)()
         picture = picture[0] if isinstance(picture, tuple) else picture
         Image.fromarray(np.asarray(picture)).convert("RGB").save(path)
     return str(path)

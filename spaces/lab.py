@@ -68,7 +68,8 @@ def unpool_lab(input_grid, values_grid):
         raise UserError("2x2 pooling needs an input with an even number of rows and columns.")
     pooled, indices = bb.max_pool_with_indices(x)
     if v.shape != pooled.shape:
-        raise UserError(f"The values to unpool must be {pooled.shape[0]}x{pooled.shape[1]}, the size of the pooled grid.")
+        raise UserError(f"The values to unpool must be {pooled.shape[0]}x{pooled.shape[1]}, "
+                        "the size of the pooled grid.")
     width = x.shape[1]
     positions = {(int(k) // width, int(k) % width) for k in indices.flatten()}
     unpooled = bb.max_unpool(v, indices, output_size=tuple(x.shape))
@@ -116,7 +117,8 @@ def transpose_lab(input_grid, filter_grid, stride, padding):
         f"n_out = (n − 1)·s − 2p + f = ({n} − 1)·{stride} − 2·{padding} + {f} = "
         f"{bb.transpose_conv_output_size(n, f, stride, padding)}  →  output {out.shape[0]}x{out.shape[1]}"
     )
-    return grid_html(out, "lab-transpose-out", f"Transpose convolution, stride {stride}, padding {padding}"), formula, table
+    caption = f"Transpose convolution, stride {stride}, padding {padding}"
+    return grid_html(out, "lab-transpose-out", caption), formula, table
 
 
 _GRID_CSS = (

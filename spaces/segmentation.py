@@ -19,12 +19,11 @@ from core.runtime import pick_device, settings
 from core.segmentation.overlay import class_shares, overlay
 from core.segmentation.predict import segment_as_recorded, working_scale
 from core.segmentation.speed import ms_per_frame, parameter_count
-from spaces.common import (UploadImage, bundled_example, grouped_batch, load_model_announced, read_image,
-                           user_errors)
+from spaces.common import UploadImage, bundled_example, grouped_batch, load_model_announced, read_image, user_errors
 
 TITLE = "Segmentation"
-SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet, FCN-8s, SegNet and U-Net trained by the project, colour "
-           "overlay, legend, pixel shares, and a live comparison of their speed, size and val mIoU.")
+SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet, FCN-8s, SegNet and U-Net trained by the project, "
+           "colour overlay, legend, pixel shares, and a live comparison of their speed, size and val mIoU.")
 
 #: Uploads are shrunk to this longest side: the models work at 480x360 or 320x240 anyway, the overlay stays sharp.
 MAX_SIDE = 1280
@@ -83,7 +82,8 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float]):
     warm = weights.is_loaded(name)
     model, trained = _model(name)
     if not trained:
-        raise UserError(f"Model '{name}' has no trained weights on this host yet; use it in compare mode for its speed.")
+        raise UserError(f"Model '{name}' has no trained weights on this host yet; "
+                        "use it in compare mode for its speed.")
     record = weights.get_record(name)
     device = next(model.parameters()).device
     x = rgb01.to(device)

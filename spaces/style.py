@@ -97,7 +97,8 @@ def gram_views(grams: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> list[tupl
         left, right = gram_pair(g_style, g_generated, channels=64, size=192)
         gap = torch.ones(3, left.shape[1], 8)
         picture = torch.cat([left, gap, right], dim=2)
-        views.append((np.asarray(to_pil(picture)), f"{layer}: style S (left) vs generated G (right), first 64 channels"))
+        caption = f"{layer}: style S (left) vs generated G (right), first 64 channels"
+        views.append((np.asarray(to_pil(picture)), caption))
     return views
 
 

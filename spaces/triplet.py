@@ -94,7 +94,8 @@ def hardest(anchor, margin, backend, request: gr.Request):
     shown = [(_chip(rows[a][2]), f"anchor: {names[a]}")]
     lines = []
     if pos is None:
-        lines.append(f"{markdown_text(names[a])} has a single face in the gallery: enroll another photo to get a positive.")
+        lines.append(f"{markdown_text(names[a])} has a single face in the gallery: "
+                     "enroll another photo to get a positive.")
     else:
         shown.append((_chip(rows[pos][2]), f"hardest positive: {names[pos]} d={float(d[pos]):.3f}"))
     shown.append((_chip(rows[neg][2]), f"hardest negative: {names[neg]} d={float(d[neg]):.3f}"))
@@ -137,7 +138,8 @@ def train_demo(margin, steps, backend, request: gr.Request):
 
     text = (f"{len(names)} faces of {len(counts)} people, {int(steps)} steps, μ = {float(margin):.2f} "
             "(embeddings L2-normalised first).  \n"
-            f"Mean d, same / different pairs: before {report.same_before.mean():.3f} / {report.diff_before.mean():.3f}, "
+            "Mean d, same / different pairs: "
+            f"before {report.same_before.mean():.3f} / {report.diff_before.mean():.3f}, "
             f"after {report.same_after.mean():.3f} / {report.diff_after.mean():.3f}.  \n"
             f"Best-threshold pair accuracy: before {acc(report.same_before, report.diff_before):.1%}, "
             f"after {acc(report.same_after, report.diff_after):.1%}; logistic head on |f(x1) − f(x2)|: "

@@ -13,6 +13,7 @@ from core.visualize.layers import first_conv, layer_catalog, visualizable_models
 from core.visualize.maximize import maximize
 from core.visualize.top_patches import SAMPLE_SET, build_index, find_index, load_index
 from spaces.common import UploadImage, load_model_announced, read_image, user_errors
+from weights import get_record
 
 TITLE = "What a network learns"
 SUMMARY = (
@@ -69,19 +70,20 @@ def show_filters(model: str):
     """The first convolution's kernels, one colour square per filter."""
     net = load_model_announced(model)
     conv = first_conv(net)
-    from weights import get_record
-
     grid = filter_grid(conv.weight.float().cpu(), color_order=get_record(model).color_order,
                        scale=max(1, 48 // conv.kernel_size[0]))
-    return to_pil(grid), f"{conv.out_channels} filters of {conv.kernel_size[0]}x{conv.kernel_size[1]} pixels, each stretched to its own range."
+    return to_pil(grid), (f"{conv.out_channels} filters of {conv.kernel_size[0]}x{conv.kernel_size[1]} pixels, "
+                          "each stretched to its own range.")
 
 
 def _index_for(model: str, layer: str):
     """The stored index of this layer; built over scikit-image's sample pictures the first time."""
     path = find_index(model, layer)
     if path is None:
-        gr.Info(f"No patch index for {model} / {layer} yet: scanning scikit-image's sample pictures once (a minute at most).")
-        path = build_index(model, [layer], SAMPLE_SET, max_side=SAMPLE_MAX_SIDE, model=load_model_announced(model))[layer]
+        gr.Info(f"No patch index for {model} / {layer} yet: "
+                "scanning scikit-image's sample pictures once (a minute at most).")
+        path = build_index(model, [layer], SAMPLE_SET, max_side=SAMPLE_MAX_SIDE,
+                           model=load_model_announced(model))[layer]
     return load_index(path)
 
 
@@ -116,8 +118,6 @@ def _activation_maps(upload, model: str, layer: str, unit) -> tuple[list, object
     path, _ = _layer(model, layer)
     unit = _unit(unit)
     image = to_tensor(read_image(upload, what="image", max_side=ACTIVATION_MAX_SIDE).image)
-    from weights import get_record
-
     net = load_model_announced(model)
     param = next(iter(net.parameters()))
     x = get_record(model).normalize(image[None].to(param.device)).to(param.dtype)
@@ -152,14 +152,13 @@ def dream(model: str, layer: str, unit, steps, progress=gr.Progress()):
     """Activation maximisation on the configured device (GPU when there is one)."""
     path, _ = _layer(model, layer)
     unit = _unit(unit)
-    from weights import get_record
-
     net = load_model_announced(model)
     device = next(iter(net.parameters())).device
     progress(0, desc="optimising the image")
     image, history = maximize(net, path, unit, get_record(model).normalize, size=128 if device.type == "cpu" else 224,
                               steps=int(steps), device=device)
-    return to_pil(image), f"Mean activation of unit {unit}: {history[0]:.3g} at the start, {history[-1]:.3g} after {len(history)} steps."
+    return to_pil(image), (f"Mean activation of unit {unit}: {history[0]:.3g} at the start, "
+                           f"{history[-1]:.3g} after {len(history)} steps.")
 
 
 def build() -> None:
@@ -210,7 +209,8 @@ def build() -> None:
     layer.change(describe_layer, [model, layer], layer_note, api_name="describe_layer")
     filters_btn.click(show_filters, model, [filters_img, filters_note], api_name="filters")
     # Chained copies of the patches event stay off the API: /top_patches is the one entry point.
-    patch_event = dict(fn=top_patches, inputs=[model, layer, unit], outputs=[patches, patches_note], api_visibility="private")
+    patch_event = dict(fn=top_patches, inputs=[model, layer, unit], outputs=[patches, patches_note],
+                       api_visibility="private")
     patches_btn.click(**{**patch_event, "api_visibility": "public"}, api_name="top_patches")
     prev_btn.click(lambda u: turn_page(u, -1), unit, unit, api_visibility="private").then(**patch_event)
     next_btn.click(lambda u: turn_page(u, 1), unit, unit, api_visibility="private").then(**patch_event)

@@ -1,11 +1,23 @@
 """Shared test fixtures: the repository, and ../shared (weights, CamVid, faces, images) beside it."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from core import runtime
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# Tests run offline: no weight is downloaded or rebuilt from the internet (the app started by `running_app`
+# inherits this too). The tests of the download paths lift it for themselves, with stand-in servers on 127.0.0.1.
+os.environ["CVHUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -18,15 +30,11 @@ def shared() -> Path:
 @pytest.fixture()
 def shared_weights(shared, monkeypatch):
     """Point the resolver at ../shared/weights for this test."""
-    from core import runtime
-
     monkeypatch.setattr(runtime, "_settings", runtime.Settings(weights_dir=shared / "weights"))
     return shared / "weights"
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -35,12 +43,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def running_app(shared):
     """The real app (`python app.py`) on a free port, as a user starts it; yields its URL."""
-    import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     log = open(REPO / ".pytest_cache" / "app.log", "w") if (REPO / ".pytest_cache").is_dir() else subprocess.DEVNULL

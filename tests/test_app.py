@@ -1,15 +1,26 @@
 """The whole path, browser or API -> panel -> core -> result, on the real app."""
 
+import glob
 import os
+import re
 import shutil
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from PIL import Image
+from playwright.sync_api import sync_playwright
 
+import app
+import weights
+from spaces import face_galleries, faces, lab
 from spaces.common import UploadImage, read_image, user_errors
+from spaces.privacy import MAX_UPLOAD_MB
 from tests.conftest import REPO
 
 LECTURE = {"headers": ["1", "2", "3", "4"], "data": [[1, 3, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]}
@@ -18,8 +29,6 @@ UNPOOLED = [["0", "0", "2", "0"], ["0", "1", "0", "0"], ["0", "0", "0", "0"], ["
 
 
 def _cells(html_grid: str) -> list[list[str]]:
-    import re
-
     return [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html_grid)]
 
 
@@ -43,8 +52,6 @@ def test_api_many_users_at_once(running_app):
 
 
 def test_api_model_table_lists_the_registry(running_app):
-    import weights
-
     table = Client(running_app, verbose=False).predict(api_name="/models")
     assert [row[0] for row in table["data"]] == weights.list_models()
     vgg = next(row for row in table["data"] if row[0] == "vgg19-caffe")
@@ -68,8 +75,6 @@ def test_bad_upload_gets_one_sentence_and_app_keeps_serving(tmp_path):
         corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
         with pytest.raises(AppError, match="could not be read as an image"):
             client.predict(handle_file(str(corrupt)), api_name="/size")
-        from PIL import Image
-
         Image.new("LA", (64, 48)).save(tmp_path / "ok.png")
         assert client.predict(handle_file(str(tmp_path / "ok.png")), api_name="/size") == "64x48"
     finally:
@@ -78,11 +83,6 @@ def test_bad_upload_gets_one_sentence_and_app_keeps_serving(tmp_path):
 
 def test_browser_visits_every_tab_and_reads_the_unpooling(running_app, tmp_path):
     """Headless Chromium, as a student would: open the app, visit each tab, run the lab."""
-    from playwright.sync_api import sync_playwright
-
-    import app
-    from spaces import lab
-
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed for the browser test (apt-get install chromium)"
     with sync_playwright() as p:
@@ -99,8 +99,6 @@ def test_browser_visits_every_tab_and_reads_the_unpooling(running_app, tmp_path)
         rows = page.locator("#lab-maxunpool tr").all()
         assert [[td.inner_text() for td in row.locator("td").all()] for row in rows] == UNPOOLED
         # An upload through the browser reaches a panel (UploadImage renders as an image box).
-        from PIL import Image
-
         Image.new("RGB", (320, 240), (200, 60, 30)).save(tmp_path / "photo.png")
         page.get_by_role("tab", name="Instances", exact=True).click()
         page.locator("#roi-photo input[type=file]").set_input_files(str(tmp_path / "photo.png"))
@@ -117,10 +115,6 @@ def test_browser_visits_every_tab_and_reads_the_unpooling(running_app, tmp_path)
 
 
 def test_a_too_big_upload_is_refused_before_it_is_stored(running_app):
-    import httpx
-
-    from spaces.privacy import MAX_UPLOAD_MB
-
     limit = MAX_UPLOAD_MB * 1024**2
     with httpx.Client(base_url=running_app, timeout=60) as http:
         refused = http.post("gradio_api/upload", files={"files": ("huge.png", b"\0" * (limit + 1), "image/png")})
@@ -132,9 +126,6 @@ def test_a_too_big_upload_is_refused_before_it_is_stored(running_app):
 def test_uploads_results_and_session_galleries_do_not_outlive_the_hour():
     """Gradio deletes the app's cached files (uploads, result pictures: faces among them) older than the age,
     checked every sweep, so none is kept an hour; a closed tab runs the Faces panel's unload (its gallery)."""
-    import app
-    from spaces import face_galleries, faces
-
     demo = app.build_app()
     sweep, age = demo.delete_cache
     assert sweep + age <= 3600
@@ -145,12 +136,6 @@ def test_uploads_results_and_session_galleries_do_not_outlive_the_hour():
 def test_browser_enrols_clears_the_form_keeps_the_gallery_on_failure_and_forgets_it_with_the_tab(running_app, shared):
     """The Faces panel as a student meets it: enrol a face, fail an enrolment, close the tab; the gallery's
     file lives exactly as long as the tab."""
-    import glob
-    import tempfile
-    import time
-
-    from playwright.sync_api import sync_playwright
-
     sessions = os.path.join(tempfile.gettempdir(), "cvhub-galleries", "session-*.db")
     before = set(glob.glob(sessions))
     photo = shared / "data" / "faces" / "gallery_and_queries" / "train" / "obama" / "obama.jpg"

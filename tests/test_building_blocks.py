@@ -47,12 +47,14 @@ def test_convolution_by_hand():
     assert convolve(x, k, stride=1, padding=1).tolist() == x
     ones = [[1, 1, 1], [1, 1, 1], [1, 1, 1]]
     # stride 2 pad 1 samples the 3x3 sums centred at (0,0), (0,2), (2,0), (2,2)
-    assert convolve(x, ones, stride=2, padding=1).tolist() == [[1 + 2 + 4 + 5, 2 + 3 + 5 + 6], [4 + 5 + 7 + 8, 5 + 6 + 8 + 9]]
+    assert convolve(x, ones, stride=2, padding=1).tolist() == [[1 + 2 + 4 + 5, 2 + 3 + 5 + 6],
+                                                               [4 + 5 + 7 + 8, 5 + 6 + 8 + 9]]
 
 
 def test_transpose_convolution_sums_overlaps():
     # Lecture's 1-D example with numbers: a=2, b=3, x=5, y=7, z=11 -> [ax, ay, az+bx, by, bz]
-    out = torch.nn.functional.conv_transpose1d(torch.tensor([[[2.0, 3.0]]]), torch.tensor([[[5.0, 7.0, 11.0]]]), stride=2)
+    out = torch.nn.functional.conv_transpose1d(torch.tensor([[[2.0, 3.0]]]), torch.tensor([[[5.0, 7.0, 11.0]]]),
+                                               stride=2)
     assert out.flatten().tolist() == [10, 14, 22 + 15, 21, 33]
     assert transpose_conv_1d_formula(["a", "b"], ["x", "y", "z"], stride=2) == ["ax", "ay", "az+bx", "by", "bz"]
     # 2-D, stride 2 pad 1, all-ones filter: the centre cell (1,1) of the 3x3 output receives all four inputs

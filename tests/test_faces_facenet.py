@@ -13,6 +13,7 @@ import weights.records.faces  # noqa: F401  (registers the face records until th
 from core.faces import pipeline as face_pipeline
 from core.faces.inception_resnet import TorchFaceEmbedder, inception_resnet_v1
 from core.images import load_image
+from spaces import faces as panel
 from tests.conftest import SHARED
 from tests.hubstub import serve_hub
 from weights.registry import HubFile, ModelRecord, register, unregister
@@ -51,6 +52,7 @@ def tiny_facenet(tmp_path, monkeypatch):
     with serve_hub({(REPO_ID, FILENAME): data}) as (endpoint, revision):
         monkeypatch.setenv("HF_ENDPOINT", endpoint)
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("CVHUB_OFFLINE", raising=False)
         monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
         real = weights.get_record("face-facenet-vggface2")
         record = register(ModelRecord(
@@ -97,8 +99,6 @@ def test_torch_alignment_matches_dlibs_chips():
 
 
 def test_the_panel_says_which_backend_answered(tiny_facenet):
-    from spaces import faces as panel
-
     photo = str(FACES / "gallery_and_queries" / "train" / "obama" / "obama.jpg")
     _, _, crops, markdown, result = panel.verify(photo, photo, 1, 1, 1.21, "facenet")
     assert "**facenet** backend" in markdown and result["backend"] == "facenet"

@@ -1,6 +1,7 @@
 """The SQLite gallery: search, list/rename/delete, concurrent enrollments, a writer killed mid-transaction."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -49,7 +50,8 @@ def test_search_matches_brute_force_and_sees_other_writers(tmp_path):
     assert [m.name for m in matches] == [f"p{int(k)}" for k in brute]
     b.identify(queries, backend="toy", threshold=1e9)  # cached index
     a.enroll("newcomer", queries[0], backend="toy")
-    assert b.identify(queries[:1], backend="toy", threshold=1e-3)[0].name == "newcomer"  # cache invalidated (float32 rounding ~1e-5)
+    # The cache was invalidated (the threshold allows for float32 rounding, ~1e-5).
+    assert b.identify(queries[:1], backend="toy", threshold=1e-3)[0].name == "newcomer"
 
 
 def test_twenty_concurrent_enrollments_lose_no_row(tmp_path):
@@ -135,8 +137,6 @@ def test_not_a_database_is_one_sentence(tmp_path):
 
 
 def test_a_face_is_stored_once_and_old_galleries_gain_the_digest(tmp_path):
-    import sqlite3
-
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)  # a gallery made before faces had digests
     con.executescript("""

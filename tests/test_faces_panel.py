@@ -1,12 +1,19 @@
 """The Faces panel (spaces/faces.py + spaces/triplet.py): layout, handlers, per-session and shared galleries,
 errors as one sentence, and the API of a running Blocks app with two independent clients."""
 
+import os
+import sqlite3
+import stat
+import tempfile
+from unittest import mock
+
 import gradio as gr
 import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
 
-from spaces import face_galleries
+from spaces import face_galleries, triplet
 from spaces import faces as panel
-from spaces import triplet
 from tests.conftest import SHARED
 
 FACES = SHARED / "data" / "faces"
@@ -21,8 +28,6 @@ def _photo(*parts) -> str:
 @pytest.fixture()
 def per_session_galleries(tmp_path, monkeypatch):
     """Per-session galleries (no --gallery), their files under this test's tmp folder; yields that folder."""
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     face_galleries.use_shared_gallery(None)
     yield tmp_path / "cvhub-galleries"
@@ -128,9 +133,6 @@ def test_bad_input_is_one_sentence(tmp_path, per_session_galleries):
 
 def test_storage_faults_are_one_sentence(tmp_path, per_session_galleries):
     """A read-only gallery, one deleted while the app runs: a sentence that says what to do, no traceback."""
-    import os
-    import stat
-
     path = tmp_path / "shared" / "gallery.db"
     face_galleries.use_shared_gallery(path)
     visitor = _visitor("f")
@@ -141,9 +143,6 @@ def test_storage_faults_are_one_sentence(tmp_path, per_session_galleries):
     os.chmod(path.parent, stat.S_IRUSR | stat.S_IXUSR)
     try:
         if os.access(path, os.W_OK):  # root ignores file modes: make the write fail as a read-only disk would
-            import sqlite3
-            from unittest import mock
-
             real = sqlite3.connect
             with mock.patch("sqlite3.connect", lambda *a, **k: real(f"file:{path}?mode=ro", uri=True, **k)):
                 with pytest.raises(gr.Error, match="read-only.*other panels still work"):
@@ -182,8 +181,6 @@ def test_triplet_playground_handlers(per_session_galleries):
 
 
 def test_two_api_clients_have_separate_galleries(per_session_galleries):
-    from gradio_client import Client, handle_file
-
     with gr.Blocks() as demo:
         panel.build()
     demo.queue()
@@ -201,8 +198,6 @@ def test_two_api_clients_have_separate_galleries(per_session_galleries):
 
 
 def test_a_face_cut_by_the_frame_is_boxed_inside_the_photo():
-    from PIL import Image
-
     class CutFaces:  # what dlib reports for faces cut by the left/top and right/bottom edges
         def __len__(self):
             return 2

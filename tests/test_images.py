@@ -2,12 +2,17 @@
 
 import io
 import struct
+import subprocess
+import sys
+import threading
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from core import images
 from core.errors import UserError
 from core.images import MAX_DECODE_PIXELS, MAX_PIXELS, load_image
 
@@ -144,10 +149,6 @@ def test_multipage_tiff_uses_the_first_page_and_tiff_png_orientation_is_applied(
 
 
 def test_big_decodes_take_turns_on_the_large_decode_threads(monkeypatch):
-    import threading
-
-    from core import images
-
     threads = []
     decode = images._decode
     monkeypatch.setattr(images, "_decode", lambda *args: (threads.append(threading.current_thread().name),
@@ -182,10 +183,6 @@ def test_transparent_pixels_do_not_darken_a_reduced_image():
 
 def test_many_big_concurrent_uploads_stay_within_memory(tmp_path, huge_jpeg):
     """Eight 12000x8000 JPEGs and six 42 MP RGBA PNGs at once: JPEG is drafted, PNG decodes take turns."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     Image.new("RGBA", (7000, 6000), (30, 60, 90, 100)).save(tmp_path / "big.png", compress_level=1)
     probe = (
         "import resource, sys\n"

@@ -15,10 +15,12 @@ from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, Mask
 
 import weights
 from core import runtime
-from core.errors import MissingWeights, WeightsMismatch
 from core.datasets.coco import COCO_CLASSES, COCO_SKELETON, KEYPOINT_NAMES
+from core.errors import MissingWeights, WeightsMismatch
 from core.instances.coco import keypointrcnn_r50_fpn_coco
 from core.instances.predict import Instance, default_model, detect, draw
+from spaces import instances as panel
+from tests.httpstub import serve_files
 from weights.registry import ExternalFile, register, unregister
 
 torch.set_num_threads(2)
@@ -27,7 +29,8 @@ torch.set_num_threads(2)
 def test_records_take_names_files_and_hash_digits_from_torchvision():
     mask = weights.get_record("maskrcnn-r50-fpn-v2-coco")
     points = weights.get_record("keypointrcnn-r50-fpn-coco")
-    assert mask.source.filename == "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth" and mask.source.sha256_prefix == "73cbd019"
+    assert mask.source.filename == "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"
+    assert mask.source.sha256_prefix == "73cbd019"
     assert points.source.filename == "keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
     # The full pinned digests agree with the digits torchvision put in the file names.
     for record in (mask, points):
@@ -45,9 +48,15 @@ def test_records_take_names_files_and_hash_digits_from_torchvision():
 
 def test_without_the_coco_files_the_project_model_is_the_default_and_the_error_says_how(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "_settings", runtime.Settings(weights_dir=tmp_path))
-    assert default_model() == "maskrcnn-vgg19-camvid"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("CVHUB_OFFLINE", "1")
+    assert default_model() == default_model(downloadable=True) == "maskrcnn-vgg19-camvid"
     with pytest.raises(MissingWeights, match="keypointrcnn_resnet50_fpn_coco-fc266e95.pth.*--weights-dir"):
         weights.create("keypointrcnn-r50-fpn-coco")
+    # Online, the COCO model can be fetched on first use, so the app makes it the default.
+    monkeypatch.delenv("CVHUB_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert default_model() == "maskrcnn-vgg19-camvid" and default_model(downloadable=True) == "maskrcnn-r50-fpn-v2-coco"
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +105,33 @@ def test_keypoint_rcnn_loads_a_torchvision_file_and_returns_17_keypoints(keypoin
         unregister(record.name)
 
 
+def test_keypoint_rcnn_downloaded_from_a_stand_in_of_torchvisions_site(keypoint_file, tmp_path, monkeypatch):
+    """The real record's source, its URL served by a stand-in on 127.0.0.1 (CVHUB_TORCHVISION_URL), a test file."""
+    real = weights.get_record("keypointrcnn-r50-fpn-coco")
+    data = keypoint_file.read_bytes()
+    monkeypatch.setattr(runtime, "_settings", runtime.Settings())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for flag in ("CVHUB_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(flag, raising=False)
+    record = register(dataclasses.replace(
+        real, name="keypointrcnn-download-test", sha256=hashlib.sha256(data).hexdigest(),
+        source=dataclasses.replace(real.source, url=real.source.url.replace(real.source.filename, keypoint_file.name),
+                                   filename=keypoint_file.name, size_bytes=len(data),
+                                   sha256_prefix=keypoint_file.stem.rsplit("-", 1)[1]),
+        builder_kwargs={"min_size": 224, "max_size": 320, "box_detections_per_img": 4, "box_score_thresh": 0.0},
+    ))
+    try:
+        with serve_files({f"/models/{keypoint_file.name}": data}) as (base, requests):
+            monkeypatch.setenv("CVHUB_TORCHVISION_URL", f"{base}/models/")
+            found = detect(weights.create(record.name), record.class_names, [torch.rand(3, 200, 260)], score=0.0)[0]
+            assert found and all(i.keypoints.shape == (17, 3) for i in found)
+            assert (tmp_path / "torch" / "hub" / "checkpoints" / keypoint_file.name).read_bytes() == data
+            weights.create(record.name)  # the second use reads torch's hub cache
+            assert requests == [f"/models/{keypoint_file.name}"]
+    finally:
+        unregister(record.name)
+
+
 def test_a_file_whose_hash_digits_do_not_match_is_refused(keypoint_file, monkeypatch):
     monkeypatch.setattr(runtime, "_settings", runtime.Settings(weights_dir=keypoint_file.parent))
     record = _register_test_record(keypoint_file, "00000000", "keypointrcnn-wrong-test")
@@ -115,8 +151,6 @@ def test_a_file_whose_hash_digits_do_not_match_is_refused(keypoint_file, monkeyp
 
 
 def test_panel_shows_keypoints_and_says_whose_accuracy(keypoint_file, monkeypatch, tmp_path):
-    from spaces import instances as panel
-
     monkeypatch.setattr(runtime, "_settings", runtime.Settings(weights_dir=keypoint_file.parent))
     record = _register_test_record(keypoint_file, keypoint_file.stem.rsplit("-", 1)[1], "keypointrcnn-panel-test")
     try:

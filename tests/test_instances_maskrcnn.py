@@ -7,7 +7,9 @@ import torch
 from core.datasets.camvid import CAMVID_CLASSES, INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
 from core.instances.evaluate import coco_ap
+from core.instances.maskrcnn import FrozenVGG19Stride8, maskrcnn_vgg19_camvid, trained_state
 from core.instances.predict import Instance, draw
+from core.instances.train import heads_forward
 
 CAR, PED, ROAD = (CAMVID_CLASSES.index(n) for n in ("Car", "Pedestrian", "Road"))
 
@@ -74,9 +76,6 @@ def test_draw_colours_each_instance_and_leaves_an_empty_list_alone():
 
 def test_cached_feature_path_is_the_detector_itself():
     """Training runs the heads on cached encoder features; they must see exactly what the full model sees."""
-    from core.instances.maskrcnn import maskrcnn_vgg19_camvid, trained_state
-    from core.instances.train import heads_forward
-
     torch.manual_seed(0)
     model = maskrcnn_vgg19_camvid().eval()
     assert not any(k.startswith("backbone.encoder") for k in trained_state(model))
@@ -104,8 +103,6 @@ def test_cached_feature_path_is_the_detector_itself():
 
 def test_bf16_encoder_keeps_the_features():
     """The optional low-precision encoder (bench/instances.py's half_encoder) stays within bf16's 3 digits."""
-    from core.instances.maskrcnn import FrozenVGG19Stride8
-
     torch.manual_seed(0)
     backbone = FrozenVGG19Stride8().eval()
     x = torch.rand(1, 3, 64, 96) * 255 - 120

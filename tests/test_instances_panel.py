@@ -1,14 +1,23 @@
 """The RoI Pool vs RoI Align panel: its handler on a photo, the VGG-19 feature map, bad boxes, the API."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from torchvision.ops import box_iou
 
+import weights
 from core.errors import UserError
+from core.images import load_image, to_tensor
+from core.instances.camvid import instances_from_labels
 from spaces import instances
+from tests.conftest import REPO
 
 COLOURS = next(k for k, (layer, _) in instances.FEATURE_MAPS.items() if layer is None)
 VGG_STRIDE_16 = next(k for k, (layer, _) in instances.FEATURE_MAPS.items() if layer == "relu5_1")
@@ -50,8 +59,6 @@ def test_box_outside_the_photo_is_clipped_or_refused(photo):
 
 
 def test_vgg_feature_map_has_stride_16_and_pool_differs_from_align(photo, shared_weights):
-    from core.images import load_image, to_tensor
-
     rgb = to_tensor(load_image(photo).image).unsqueeze(0)
     features = instances.feature_map(rgb, "relu5_1", 16)
     assert features.shape == (1, 512, 15, 20)
@@ -77,7 +84,10 @@ MODEL = "maskrcnn-vgg19-camvid"
 
 @pytest.fixture()
 def street(shared):
-    """A CamVid val frame with two cars, pedestrians and bicyclists (tests may read ../shared; the app's examples may not)."""
+    """A CamVid val frame with two cars, pedestrians and bicyclists.
+
+    Tests may read ../shared; the app's examples may not.
+    """
     return str(shared / "data" / "camvid" / "val" / "0016E5_07971.jpg")
 
 
@@ -90,8 +100,6 @@ def test_mask_rcnn_finds_the_cars_of_a_street_scene(street, shared_weights):
     assert "ms per image" in info and "5 frames per second" in info
     # Boxes and masks can be switched off: without either, the photo comes back unchanged.
     bare, _, _ = instances.detect_batch([street], [MODEL], [0.5], [False], [False], [False])
-    from core.images import load_image
-
     assert np.array_equal(np.asarray(bare[0]), np.asarray(load_image(street).image))
 
 
@@ -108,17 +116,10 @@ def test_no_objects_and_bad_uploads_get_a_sentence(tmp_path, shared_weights):
 
 
 def test_cli_predict_json_and_evaluate_on_real_val_frames(street, shared):
-    """``python -m core.instances predict --json`` finds the frame's labelled cars; ``evaluate`` scores like the record."""
-    import json
-    import subprocess
-    import sys
+    """``python -m core.instances predict --json`` finds the frame's labelled cars.
 
-    from torchvision.ops import box_iou
-
-    import weights
-    from core.instances.camvid import instances_from_labels
-    from tests.conftest import REPO
-
+    ``evaluate`` scores like the record.
+    """
     common = ["--weights-dir", str(shared / "weights"), "--threads", "2"]
     out = subprocess.run([sys.executable, "-m", "core.instances", "predict", street, "--json", *common],
                          cwd=REPO, capture_output=True, text=True, check=True)
@@ -148,3 +149,23 @@ def test_api_instances(running_app, street):
     assert Image.open(picture).size == (480, 360)
     assert any(row[1] == "car" for row in table["data"])
     assert "instances" in info
+
+
+def test_model_labels_say_what_each_model_knows_and_a_street_model_says_so_on_other_photos(tmp_path, shared_weights):
+    assert instances.model_label(MODEL) == f"{MODEL} (road scenes: car, pedestrian, bicyclist)"
+    assert "80 kinds of everyday object" in instances.model_label("maskrcnn-r50-fpn-v2-coco")
+    Image.new("RGB", (200, 150), (40, 160, 60)).save(tmp_path / "lawn.png")
+    _, _, infos = instances.detect_batch([str(tmp_path / "lawn.png")], [MODEL], [0.5], [True], [True], [True])
+    assert "in road scenes (CamVid), so a photo that is not a street gives nothing" in infos[0]
+
+
+def test_online_the_coco_model_is_listed_and_the_first_use_says_what_it_fetches(tmp_path, monkeypatch, shared_weights):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for flag in ("CVHUB_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(flag, raising=False)
+    assert "maskrcnn-r50-fpn-v2-coco" in instances.instance_models()
+    record = weights.get_record("maskrcnn-r50-fpn-v2-coco")
+    assert instances._fetch_note(record.source) == (
+        "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (about 186 MB) from download.pytorch.org")
+    monkeypatch.setenv("CVHUB_OFFLINE", "1")
+    assert "maskrcnn-r50-fpn-v2-coco" not in instances.instance_models()

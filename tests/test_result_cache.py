@@ -5,8 +5,10 @@ reader (a user downloading the result) could get a truncated file; ``spaces.comm
 """
 
 import io
+import tempfile
 import threading
 
+import gradio as gr
 import numpy as np
 from gradio import processing_utils
 from PIL import Image
@@ -93,10 +95,6 @@ def test_same_signature_and_result_as_gradio_and_idempotent(tmp_path, monkeypatc
 
 
 def test_gradio_image_outputs_go_through_the_atomic_save(tmp_path, monkeypatch):
-    import tempfile
-
-    import gradio as gr
-
     monkeypatch.setattr(processing_utils, "save_pil_to_cache", processing_utils.save_pil_to_cache)
     atomic_result_cache()
     staged, mkstemp = [], tempfile.mkstemp

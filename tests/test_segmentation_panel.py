@@ -1,19 +1,31 @@
 """Segmentation panel and release: overlay and pixel shares by hand, timing, the one-command release
 (fp16 file, val metrics, card, the facts the record reads), and the panel's handlers on good and bad input."""
 
+import argparse
+import importlib.util
 import io
 import json
 import re
+import shlex
 
 import gradio as gr
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 import weights
+from core.segmentation import train
+from core.segmentation.enet import ENet
 from core.segmentation.overlay import class_shares, colorize, overlay
+from core.segmentation.release import release
 from core.segmentation.speed import ms_per_frame, parameter_count
+from spaces import segmentation as panel
+from tests.conftest import REPO
+from weights.registry import ModelRecord, ProjectFile, load_safetensors, register, unregister
+from weights.release import WEIGHTS_DIR
+from weights.resolve import sha256_of
 
 torch.set_num_threads(1)
 
@@ -47,8 +59,6 @@ def test_ms_per_frame_divides_by_the_batch():
 
 @pytest.fixture()
 def random_enet_checkpoint(tmp_path):
-    from core.segmentation.enet import ENet
-
     torch.manual_seed(0)
     model = ENet(11).eval()
     args = {"model": "enet", "data": "../shared/data/camvid", "out": "runs/enet", "epochs": 3, "batch_size": 8,
@@ -62,10 +72,6 @@ def random_enet_checkpoint(tmp_path):
 
 
 def test_release_writes_fp16_weights_card_and_scores_what_ships(shared, tmp_path, random_enet_checkpoint):
-    from core.segmentation.release import release
-    from weights.registry import load_safetensors
-    from weights.resolve import sha256_of
-
     checkpoint, model = random_enet_checkpoint
     out_dir = tmp_path / "weights"
     result = release(checkpoint, "enet-camvid", shared / "data/camvid", limit=2, weights_dir=out_dir)
@@ -89,15 +95,11 @@ def test_release_writes_fp16_weights_card_and_scores_what_ships(shared, tmp_path
 
 
 def test_release_with_a_palette_ships_a_smaller_file_and_says_so(shared, tmp_path, random_enet_checkpoint):
-    from core.segmentation.release import release
-
     checkpoint, model = random_enet_checkpoint
     out_dir = tmp_path / "weights"
     result = release(checkpoint, "enet-camvid", shared / "data/camvid", limit=1, weights_dir=out_dir, palette_bits=4)
     fp16_bytes = sum(v.numel() * 2 if v.is_floating_point() else 0 for v in model.state_dict().values())
     assert result["bytes"] < 0.7 * fp16_bytes  # ENet has many small tensors, which stay fp16
-    from safetensors import safe_open
-
     with safe_open(str(out_dir / "enet-camvid.safetensors"), "pt") as f:
         assert "stage2.0.branch.1.0.weight.palette" in f.keys() and "initial.conv.weight" in f.keys()
     card = (out_dir / "cards" / "enet-camvid.md").read_text()
@@ -105,8 +107,6 @@ def test_release_with_a_palette_ships_a_smaller_file_and_says_so(shared, tmp_pat
 
 
 def test_the_card_of_a_run_continued_from_a_release_names_both_stages(shared, tmp_path, random_enet_checkpoint):
-    from core.segmentation.release import release
-
     checkpoint, _ = random_enet_checkpoint
     ckpt = torch.load(checkpoint, weights_only=True)
     ckpt["args"] = {**ckpt["args"], "init": "runs/enet-320x240.safetensors", "amp": True, "scale": 1.0,
@@ -122,13 +122,6 @@ def test_the_card_of_a_run_continued_from_a_release_names_both_stages(shared, tm
 
 
 def test_release_writes_the_facts_the_record_reads_beside_the_card(shared, tmp_path, random_enet_checkpoint):
-    import argparse
-    import shlex
-
-    from core.segmentation import train
-    from core.segmentation.release import release
-    from weights.resolve import sha256_of
-
     checkpoint, _ = random_enet_checkpoint
     out_dir = tmp_path / "weights"
     result = release(checkpoint, "enet-camvid", shared / "data/camvid", limit=1, weights_dir=out_dir)
@@ -152,9 +145,6 @@ def test_release_writes_the_facts_the_record_reads_beside_the_card(shared, tmp_p
 @pytest.mark.parametrize("name", ["enet-camvid", "fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid",
                                   "maskrcnn-vgg19-camvid"])
 def test_each_released_model_reads_sha256_and_metrics_from_its_facts(name):
-    from weights.release import WEIGHTS_DIR
-    from weights.resolve import sha256_of
-
     facts = json.loads((WEIGHTS_DIR / "cards" / f"{name}.json").read_text())
     record = weights.get_record(name)
     assert record.sha256 == facts["sha256"] == sha256_of(WEIGHTS_DIR / facts["file"])
@@ -199,8 +189,6 @@ def _files(tmp_path):
 
 
 def test_panel_segments_any_size_and_explains_bad_input(tmp_path):
-    from spaces import segmentation as panel
-
     with gr.Blocks() as demo:
         panel.build()
     api = {getattr(fn, "api_name", None) for fn in demo.fns.values()}
@@ -232,9 +220,6 @@ def test_panel_segments_any_size_and_explains_bad_input(tmp_path):
 
 
 def test_compare_times_trained_and_untrained_models(tmp_path):
-    from spaces import segmentation as panel
-    from weights.registry import ModelRecord, ProjectFile, register, unregister
-
     record = weights.get_record("enet-camvid")
     register(ModelRecord(name="enet-untrained-test", task="segmentation", builder=record.builder,
                          source=ProjectFile("missing-enet-test.safetensors"), sha256=None, license="test",
@@ -255,10 +240,6 @@ def test_compare_times_trained_and_untrained_models(tmp_path):
 
 
 def test_bench_script_reports_every_variant_that_applies(tmp_path):
-    import importlib.util
-
-    from tests.conftest import REPO
-
     spec = importlib.util.spec_from_file_location("bench_segmentation", REPO / "bench" / "segmentation.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -268,6 +249,7 @@ def test_bench_script_reports_every_variant_that_applies(tmp_path):
                 "--json", str(out)])
     rows = json.loads(out.read_text())
     # CUDA graphs do not apply on a CPU: two variants x two batch sizes.
-    assert [(r["batch"], r["variant"]) for r in rows] == [(1, "eager"), (1, "channels_last"), (2, "eager"), (2, "channels_last")]
+    assert [(r["batch"], r["variant"]) for r in rows] == [(1, "eager"), (1, "channels_last"),
+                                                          (2, "eager"), (2, "channels_last")]
     assert all(r["ms_per_frame"] > 0 and r["params"] < 400_000 for r in rows)
     assert rows[0]["speedup_vs_eager"] == 1.0

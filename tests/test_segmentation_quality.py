@@ -5,8 +5,8 @@ from dataclasses import replace
 import pytest
 
 import weights
-from weights import registry
 from core.segmentation.evaluate import QUALITY_CHECK_FRAMES, evaluate_folders
+from weights import registry
 from weights.release import quality_check
 
 #: Models whose trained weights the project ships (a pinned sha256 in their record).

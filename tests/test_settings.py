@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import app
+import weights
 from core import runtime
 from core.errors import UserError
 from tests.conftest import REPO, SHARED
@@ -58,6 +59,7 @@ def test_every_cli_finds_the_weights_by_flag_or_variable(cli, how, shared, tmp_p
     empty.mkdir()
     command = [sys.executable, "-m", *COMMANDS[cli](_frames(tmp_path))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CVHUB_")}
+    env["CVHUB_OFFLINE"] = "1"  # a missing VGG-19 must not be rebuilt from the package index here
     if how == "variable":
         env["CVHUB_WEIGHTS_DIR"] = str(shared / "weights")
     else:  # the variable points at an empty folder; the flag must decide
@@ -75,8 +77,6 @@ def test_every_cli_finds_the_weights_by_flag_or_variable(cli, how, shared, tmp_p
 def test_create_takes_every_file_of_a_model_from_the_folder_it_is_given(shared, monkeypatch, tmp_path):
     """The frozen-encoder models need two files, the decoder (shipped) and the ImageNet VGG-19 (operator's):
     ``create(name, weights_dir=X)`` finds the second in X too, whatever the process's settings say."""
-    import weights
-
     monkeypatch.setattr(runtime, "_settings", runtime.Settings(weights_dir=tmp_path))  # an empty folder
     model = weights.create("fcn8s-vgg19-camvid", weights_dir=shared / "weights")
     assert not model.training

@@ -1,23 +1,30 @@
 """The command line (python -m core.style transfer ... --json) and the choice of backbone."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save as save_safetensors
+from safetensors.torch import save_file
 
+import weights
+from core import runtime
+from core.backbones.vgg import load_timm_state
 from core.errors import MissingWeights
 from core.style import __main__ as cli
 from core.style.backbone import load_backbone
+from tests.hubstub import serve_hub
 
 
 @pytest.fixture(autouse=True)
 def restore_settings(monkeypatch):
     """main() installs its settings (runtime.use); put the process-wide settings back afterwards."""
-    from core import runtime
-
     monkeypatch.setattr(runtime, "_settings", runtime.settings())
 
 
@@ -25,7 +32,8 @@ def restore_settings(monkeypatch):
 def pictures(tmp_path):
     yy, xx = np.mgrid[0:60, 0:90]
     Image.fromarray(np.stack([xx * 2, yy * 4, 255 - xx * 2], -1).astype(np.uint8)).save(tmp_path / "c.png")
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 50, 4), dtype=np.uint8), "RGBA").save(tmp_path / "s.png")
+    rgba = np.random.default_rng(1).integers(0, 256, (50, 50, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "s.png")
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40), dtype=np.uint8), "L").save(tmp_path / "s2.png")
     return tmp_path
 
@@ -84,8 +92,6 @@ def test_backbone_falls_back_to_weights_on_disk_and_says_so(shared_weights):
 
 def timm_vgg19_file(path):
     """A file laid out like timm's vgg19.tv_in1k: ``features.{i}.*`` plus a classifier; biases mark the layers."""
-    from safetensors.torch import save_file
-
     state, index, c_in = {}, 0, 3
     for c_out in (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512):
         if c_out == "M":
@@ -101,8 +107,6 @@ def timm_vgg19_file(path):
 
 
 def test_timm_vgg19_record_loads_the_conv_part_with_imagenet_preprocessing(tmp_path):
-    import weights
-
     timm_vgg19_file(tmp_path / "vgg19.tv_in1k" / "model.safetensors")
     features = weights.create("vgg19.tv_in1k", weights_dir=tmp_path)
     assert features[0].bias[0].item() == 0.0 and features[34].bias[0].item() == pytest.approx(0.34, abs=1e-3)
@@ -115,22 +119,14 @@ def test_timm_vgg19_record_loads_the_conv_part_with_imagenet_preprocessing(tmp_p
 
 def test_timm_vgg19_record_downloads_from_its_pinned_hub_revision(tmp_path, monkeypatch):
     """The record's repo, file and revision through the real huggingface_hub, against the stand-in Hub."""
-    import os
-    import subprocess
-    import sys
-
-    from safetensors.torch import save
-    from tests.hubstub import serve_hub
-
-    import weights
-    from core.backbones.vgg import load_timm_state
-
     source = weights.get_record("vgg19.tv_in1k").source
-    data = save({"features.0.bias": torch.arange(64, dtype=torch.half), "head.fc.weight": torch.zeros(2, 2)})
+    data = save_safetensors({"features.0.bias": torch.arange(64, dtype=torch.half),
+                             "head.fc.weight": torch.zeros(2, 2)})
     with serve_hub({(source.repo_id, source.filename): data}, revision=source.revision) as (endpoint, _):
         monkeypatch.setenv("HF_ENDPOINT", endpoint)
         monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("CVHUB_OFFLINE", raising=False)
         # huggingface_hub reads its cache folder at import: resolve in a fresh process
         script = "import weights; print(weights.resolve(weights.get_record('vgg19.tv_in1k')))"
         done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],

@@ -13,6 +13,7 @@ from core.style.costs import (
     total_cost,
     total_variation,
 )
+from core.style.heatmaps import _RAMP, colorize, gram_pair
 
 
 def act(*channels):
@@ -112,8 +113,6 @@ def test_rescale_gram_keeps_per_position_statistics():
 
 
 def test_gram_heatmaps_share_one_scale():
-    from core.style.heatmaps import _RAMP, colorize, gram_pair
-
     # the ramp's ends and its middle anchor
     assert torch.allclose(colorize(torch.tensor([[0.0, 0.5, 1.0]]))[:, 0].T, _RAMP[[0, 2, 4]])
     g = torch.tensor([[4.0, 1.0], [1.0, 0.0]])

@@ -6,6 +6,7 @@ import zipfile
 import torch
 from safetensors.torch import load_file
 
+import weights
 from core.backbones.vgg import load_q8_state
 from weights import fetch_vgg19_caffe as fetch
 
@@ -18,8 +19,6 @@ def test_features_index_matches_torchvision_layout():
 
 
 def test_serializer_reproduces_the_published_files_byte_for_byte(shared):
-    import weights
-
     for record, filename in (("vgg19-caffe", "vgg19_features_fp16.safetensors"),
                              ("vgg19-caffe-q8", "vgg19_features_q8.safetensors")):
         state = load_file(str(shared / "weights" / "vgg19-caffe" / filename))

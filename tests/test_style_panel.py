@@ -54,7 +54,8 @@ def test_handler_streams_image_costs_and_gram_maps(shared_weights, pictures):
 
 def test_layer_table_parsing():
     table = panel.default_layer_table()
-    assert panel.parse_layer_table(table) == {name: 0.2 for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")}
+    assert panel.parse_layer_table(table) == {name: 0.2
+                                              for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")}
     assert panel.parse_layer_table([["conv3_2", "0.5"], ["conv1_1", 0]]) == {"conv3_2": 0.5}
     with pytest.raises(panel.UserError):
         panel.parse_layer_table([["conv9_9", 1]])

@@ -15,7 +15,12 @@ from torch import nn
 
 from core import training
 from core.datasets.camvid import CAMVID_CLASSES
+from core.instances.release import release as release_instances
+from core.instances.train import train as train_instances
 from core.segmentation.data import camvid_names, sequence_index
+from core.segmentation.release import release as release_segmentation
+from core.segmentation.train import train as train_segmentation
+from core.segmentation.train_frozen import train_frozen
 from weights.release import command_line
 
 torch.set_num_threads(1)
@@ -139,28 +144,24 @@ def _segmentation_args(data, out, **changes):
 
 
 def test_enet_trainer_selects_on_a_held_out_sequence_resumes_an_old_run_and_releases(tiny_camvid, tmp_path, capsys):
-    from core.segmentation.release import release
-    from core.segmentation.train import train
-
-    train(_segmentation_args(tiny_camvid, tmp_path / "run"))
+    train_segmentation(_segmentation_args(tiny_camvid, tmp_path / "run"))
     assert "train 2 frames, selection 2 frames" in capsys.readouterr().out
     # The run in progress when the loop arrived: its last.pt says "best_miou" and names the model "enet".
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     last["best_miou"] = last.pop("best")
     last["args"]["model"] = "enet"
     torch.save(last, tmp_path / "run" / "last.pt")
-    train(_segmentation_args(tiny_camvid, tmp_path / "run", epochs=2))
+    train_segmentation(_segmentation_args(tiny_camvid, tmp_path / "run", epochs=2))
     assert _epochs(tmp_path / "run" / "log.jsonl") == [0, 1]
 
-    result = release(tmp_path / "run" / "best.pt", "enet-camvid", tiny_camvid, weights_dir=tmp_path / "weights")
+    result = release_segmentation(tmp_path / "run" / "best.pt", "enet-camvid", tiny_camvid,
+                                  weights_dir=tmp_path / "weights")
     card = (tmp_path / "weights" / "cards" / "enet-camvid.md").read_text()
     assert "the 2 train frames of sequence 0006R0 held out for model selection" in card
     assert "--holdout 0006R0" in card and "CamVid val (2 frames)" in card and 0 <= result["mIoU"] <= 1
 
 
 def test_frozen_trainer_selects_on_a_held_out_sequence_without_encoding_val(tiny_camvid, shared_weights, tmp_path):
-    from core.segmentation.train_frozen import train_frozen
-
     args = SimpleNamespace(
         model="fcn8s-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=False,
@@ -173,25 +174,22 @@ def test_frozen_trainer_selects_on_a_held_out_sequence_without_encoding_val(tiny
 
 
 def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid, shared_weights, tmp_path):
-    from core.instances.release import release
-    from core.instances.train import train
-
     args = SimpleNamespace(
         model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
         out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
         threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0",
     )
-    train(args)
+    train_instances(args)
     assert set(torch.load(tmp_path / "run" / "features.pt", weights_only=True)) == {"train", "train_flip"}
     args.epochs = 2
-    train(args)  # a rerun continues
+    train_instances(args)  # a rerun continues
     lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in lines] == [0, 1] and all("val_mask_AP50_mean" in e for e in lines)
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert not any(k.startswith("backbone.encoder.") for k in last["model"])
 
-    result = release(tmp_path / "run" / "best.pt", tiny_camvid, limit=1, weights_dir=tmp_path / "weights",
-                     encoder_weights_dir=shared_weights)
+    result = release_instances(tmp_path / "run" / "best.pt", tiny_camvid, limit=1, weights_dir=tmp_path / "weights",
+                               encoder_weights_dir=shared_weights)
     facts = json.loads((tmp_path / "weights" / "cards" / "maskrcnn-vgg19-camvid.json").read_text())
     assert facts["sha256"] == result["sha256"] and facts["metrics"]["epochs"] == facts["run"]["best_epoch"]
     assert facts["train_command"].startswith("python -m core.instances train --model maskrcnn-vgg19-camvid ")

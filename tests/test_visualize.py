@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch import nn
 
+import weights
 from core.errors import UserError
+from core.visualize.__main__ import main
 from core.visualize.activations import channel_grid, colormap, normalize_maps, overlay, strongest_channels
 from core.visualize.filters import filter_grid, normalize_per_filter, tile
 from core.visualize.layers import first_conv, generic_layers, layer_catalog, layer_output, layer_outputs
 from core.visualize.maximize import COLOR_CORRELATION, ImageParam, Regularisers, maximize, spectrum_scale
 from core.visualize.receptive_field import ReceptiveField, receptive_fields
-from core.visualize.top_patches import PatchIndex, scan, update_top
+from core.visualize.top_patches import (
+    PatchIndex,
+    _batches,
+    build_index,
+    find_index,
+    list_images,
+    load_index,
+    read_set_image,
+    scan,
+    update_top,
+)
 
 
 def small_net() -> nn.Sequential:
@@ -99,8 +113,6 @@ def test_tile_places_images_row_by_row():
 
 
 def test_vgg_filter_grid_shows_bgr_kernels_in_rgb(shared_weights):
-    import weights
-
     conv = first_conv(weights.load("vgg19-caffe"))
     grid = filter_grid(conv.weight, color_order="BGR", scale=4, ncols=8)
     assert grid.shape == (3, 8 * (12 + 2) + 2, 8 * (12 + 2) + 2)
@@ -144,8 +156,6 @@ def _square_images(folder, n=5, side=40):
 
 
 def test_scan_finds_the_patch_that_excites_a_brightness_unit(tmp_path):
-    from core.visualize.top_patches import _batches, list_images
-
     folder = _square_images(tmp_path / "set")
     net = nn.Sequential(nn.Conv2d(3, 1, 3, padding=1)).eval()
     with torch.no_grad():  # unit 0 sums the 3x3 brightness: strongest inside the square
@@ -162,8 +172,6 @@ def test_scan_finds_the_patch_that_excites_a_brightness_unit(tmp_path):
     path = index.save(tmp_path / "idx" / "conv.npz")
     loaded = PatchIndex.load(path)
     assert loaded.names == names and np.array_equal(loaded.y, index.y)
-    from core.visualize.top_patches import read_set_image
-
     read_set_image.cache_clear()
     loaded.prefetch([0, 5])  # unit 5 does not exist: ignored
     assert read_set_image.cache_info().currsize == 3  # the 3 images unit 0's patches come from
@@ -177,10 +185,6 @@ def test_scan_finds_the_patch_that_excites_a_brightness_unit(tmp_path):
 
 def test_cli_builds_an_index_from_which_vgg_patches_are_recomputed(shared, shared_weights, tmp_path):
     """Index 3 CamVid frames at 64 px, then check the stored activation against the patch itself."""
-    import weights
-    from core.visualize.__main__ import main
-    from core.visualize.top_patches import find_index, load_index, read_set_image
-
     folder = tmp_path / "frames"
     folder.mkdir()
     for f in sorted((shared / "data" / "camvid" / "train").iterdir())[:3]:
@@ -208,8 +212,6 @@ def test_cli_builds_an_index_from_which_vgg_patches_are_recomputed(shared, share
 
 
 def test_unknown_layer_and_empty_folder_are_user_errors(tmp_path):
-    from core.visualize.top_patches import build_index, list_images
-
     with pytest.raises(UserError, match="no layer"):
         build_index("vgg19-caffe", ["conv9_9"], str(tmp_path))
     with pytest.raises(UserError, match="holds no images"):
@@ -219,8 +221,6 @@ def test_unknown_layer_and_empty_folder_are_user_errors(tmp_path):
 
 
 def test_sample_set_is_scikit_image_pictures():
-    from core.visualize.top_patches import list_images
-
     names = list_images("skimage")
     assert "astronaut.png" in names and "chelsea.png" in names and len(names) >= 20
 
@@ -282,10 +282,6 @@ def test_maximize_paints_what_a_red_minus_green_unit_wants():
 def test_layer_outputs_leave_other_threads_forward_passes_alone():
     """The app shares one model between visitors: one visitor's layer hooks must not stop, or capture from,
     another visitor's forward pass running at the same time."""
-    import threading
-
-    from core.visualize.layers import layer_outputs
-
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3)).eval()
     x = torch.randn(1, 3, 16, 16)
     inside, errors, full = threading.Event(), [], []

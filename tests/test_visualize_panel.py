@@ -7,14 +7,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.visualize.layers import layer_catalog
+from core.visualize.top_patches import build_index
+from spaces import visualize
+from spaces.visualize import (
+    MAPS_SHOWN,
+    activation_maps,
+    choose_model,
+    describe_layer,
+    dream,
+    show_filters,
+    top_patches,
+    turn_page,
+    unit_from_caption,
+)
+from weights import list_models
+
 MODEL = "vgg19-caffe"
 
 
 @pytest.fixture()
 def index_dir(shared, shared_weights, tmp_path, monkeypatch):
     """A conv1_1 index of VGG-19 over 3 CamVid frames read at 64 px, in a private index folder."""
-    from core.visualize.top_patches import build_index
-
     monkeypatch.setenv("CVHUB_INDEX_DIR", str(tmp_path / "idx"))
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -25,8 +39,6 @@ def index_dir(shared, shared_weights, tmp_path, monkeypatch):
 
 
 def test_panel_builds_with_stable_api_names():
-    from spaces import visualize
-
     with gr.Blocks() as demo:
         visualize.build()
     public = {dep.api_name for dep in demo.fns.values() if dep.api_visibility == "public"}
@@ -35,8 +47,6 @@ def test_panel_builds_with_stable_api_names():
 
 
 def test_top_patches_page_from_the_index(index_dir):
-    from spaces.visualize import top_patches, turn_page
-
     gallery, note = top_patches(MODEL, "conv1_1", 9)
     assert [caption for _, caption in gallery] == [f"unit {u}" for u in range(9, 18)]
     grid = gallery[0][0]
@@ -53,8 +63,6 @@ def test_top_patches_page_from_the_index(index_dir):
 
 
 def test_activation_maps_of_an_upload_and_bad_uploads(shared_weights, tmp_path):
-    from spaces.visualize import MAPS_SHOWN, activation_maps, unit_from_caption
-
     path = tmp_path / "in.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
@@ -74,8 +82,6 @@ def test_activation_maps_of_an_upload_and_bad_uploads(shared_weights, tmp_path):
 
 
 def test_filters_and_a_short_maximisation(shared_weights):
-    from spaces.visualize import dream, show_filters
-
     image, note = show_filters(MODEL)
     assert image.size == (8 * (48 + 2) + 2,) * 2 and note.startswith("64 filters of 3x3")
     picture, note = dream(MODEL, "conv1_1", 3, 2, progress=lambda *a, **k: None)
@@ -84,9 +90,6 @@ def test_filters_and_a_short_maximisation(shared_weights):
 
 def test_segmentation_models_list_their_layers():
     """Any registered conv net plugs in: its layers come from named_modules, fields from its graph."""
-    from spaces.visualize import choose_model, describe_layer
-    from weights import list_models
-
     seg = list_models("segmentation")
     assert seg, "no segmentation model registered"
     update, unit = choose_model(seg[0])
@@ -98,10 +101,6 @@ def test_segmentation_models_list_their_layers():
 
 def test_the_project_enet_end_to_end(shared, shared_weights, tmp_path, monkeypatch):
     """The trained ENet (weights in the repo): filters, maps and a patch index of a mid layer."""
-    from core.visualize.layers import layer_catalog
-    from core.visualize.top_patches import build_index
-    from spaces.visualize import activation_maps, show_filters, top_patches
-
     monkeypatch.setenv("CVHUB_INDEX_DIR", str(tmp_path / "idx"))
     model = "enet-camvid"
     layers = list(layer_catalog(model))

@@ -29,7 +29,8 @@ def tiny_hub_record():
     data = _tiny_linear_bytes()
     with serve_hub({("cvhub-test/tiny-linear", "model.safetensors"): data}) as (endpoint, revision):
         record = register(ModelRecord(
-            name="test-tiny-linear", task="test", builder="torch.nn:Linear", builder_kwargs={"in_features": 3, "out_features": 2},
+            name="test-tiny-linear", task="test", builder="torch.nn:Linear",
+            builder_kwargs={"in_features": 3, "out_features": 2},
             source=HubFile("cvhub-test/tiny-linear", "model.safetensors", revision),
             sha256=hashlib.sha256(data).hexdigest(), license="MIT",
         ))
@@ -42,6 +43,7 @@ def test_download_through_stand_in_hub_then_offline_from_cache(tiny_hub_record, 
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("CVHUB_OFFLINE", raising=False)
     # huggingface_hub reads its cache folder at import: run the real loader in a fresh process.
     script = textwrap.dedent(f"""
         import torch, weights
@@ -80,7 +82,8 @@ def test_offline_without_cache_names_the_missing_file(tiny_hub_record, tmp_path,
 def test_weights_dir_comes_first_and_sha256_is_enforced(tmp_path):
     good = _tiny_linear_bytes(seed=1)
     record = register(ModelRecord(
-        name="test-local-linear", task="test", builder="torch.nn:Linear", builder_kwargs={"in_features": 3, "out_features": 2},
+        name="test-local-linear", task="test", builder="torch.nn:Linear",
+        builder_kwargs={"in_features": 3, "out_features": 2},
         source=ProjectFile("test-local-linear.safetensors"), sha256=hashlib.sha256(good).hexdigest(), license="MIT",
     ))
     try:

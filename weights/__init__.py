@@ -13,16 +13,19 @@ from weights.registry import (
     ModelRecord,
     PackageFile,
     ProjectFile,
+    RebuiltFile,
+    UrlFile,
     create,
     get_record,
     list_models,
     register,
 )
-from weights.resolve import is_available, resolve
+from weights.resolve import download_progress, is_available, is_obtainable, resolve, to_fetch
 
 __all__ = [
-    "ExternalFile", "HubFile", "ModelRecord", "PackageFile", "ProjectFile",
-    "create", "get_record", "is_available", "list_models", "load", "is_loaded", "register", "resolve",
+    "ExternalFile", "HubFile", "ModelRecord", "PackageFile", "ProjectFile", "RebuiltFile", "UrlFile",
+    "create", "download_progress", "get_record", "is_available", "is_obtainable", "list_models", "load", "is_loaded",
+    "register", "resolve", "to_fetch",
 ]
 
 _cache: ModelCache | None = None

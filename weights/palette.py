@@ -30,7 +30,8 @@ def kmeans_rows(w: torch.Tensor, k: int, iters: int = 25) -> tuple[torch.Tensor,
         codes = torch.searchsorted(((centroids[:, 1:] + centroids[:, :-1]) / 2).contiguous(), w.contiguous())
         flat = (rows * k + codes).flatten()
         sums = torch.zeros(w.shape[0] * k, dtype=torch.float64).index_add_(0, flat, w.flatten())
-        counts = torch.zeros(w.shape[0] * k, dtype=torch.float64).index_add_(0, flat, torch.ones_like(flat, dtype=torch.float64))
+        ones = torch.ones_like(flat, dtype=torch.float64)
+        counts = torch.zeros(w.shape[0] * k, dtype=torch.float64).index_add_(0, flat, ones)
         # An empty cluster keeps its old value.
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids.flatten()).view_as(centroids)
         centroids = centroids.sort(dim=1).values

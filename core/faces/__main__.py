@@ -17,18 +17,21 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from core.errors import UserError
+from core.faces.gallery import GalleryStore
+from core.faces.pipeline import load_pipeline
+from core.faces.recognition import enroll_images, identify_image
+from core.faces.verification import compare, pair_accuracy, pick_face, verify_images
+from core.images import load_image
 
 
 def _pipeline(args):
-    from core.faces.pipeline import load_pipeline
-
     return load_pipeline(args.backend)
 
 
 def _image(path, what="photo"):
-    from core.images import load_image
-
     return load_image(path, what=f"{what} ({path})").image
 
 
@@ -41,8 +44,6 @@ def _label(row: dict) -> int | None:
 
 
 def cmd_verify(args) -> dict:
-    from core.faces.verification import verify_images
-
     result, set1, set2 = verify_images(_pipeline(args), _image(args.image1, "first photo"),
                                        _image(args.image2, "second photo"), threshold=args.threshold,
                                        face1=args.face1, face2=args.face2)
@@ -52,10 +53,6 @@ def cmd_verify(args) -> dict:
 
 
 def cmd_verify_pairs(args) -> dict:
-    import torch
-
-    from core.faces.verification import compare, pair_accuracy, pick_face
-
     pipeline = _pipeline(args)
     tau = pipeline.threshold if args.threshold is None else args.threshold
     root = Path(args.root) if args.root else Path(args.pairs).parent
@@ -90,18 +87,12 @@ def cmd_verify_pairs(args) -> dict:
 
 
 def cmd_enroll(args) -> dict:
-    from core.faces.gallery import GalleryStore
-    from core.faces.recognition import enroll_images
-
     store = GalleryStore(args.gallery)
     added = enroll_images(_pipeline(args), store, args.name, [_image(p) for p in args.images])
     return {"name": args.name, "faces_added": added, "people": len(store.people())}
 
 
 def cmd_identify(args) -> dict:
-    from core.faces.gallery import GalleryStore
-    from core.faces.recognition import identify_image
-
     pipeline = _pipeline(args)
     answers, face_set = identify_image(pipeline, GalleryStore(args.gallery), _image(args.image),
                                        threshold=args.threshold)
@@ -110,8 +101,6 @@ def cmd_identify(args) -> dict:
 
 
 def cmd_people(args) -> dict:
-    from core.faces.gallery import GalleryStore
-
     return {"people": [{"name": p.name, "faces": p.faces} for p in GalleryStore(args.gallery).people()]}
 
 
@@ -123,7 +112,8 @@ def _print_text(out: dict) -> None:
         for p in out["pairs"]:
             print(p["file_x"], p["file_y"], p.get("error") or f"{p['squared_l2']:.4f} {p['verdict']}")
         if "accuracy" in out:
-            print(f"accuracy {out['accuracy']:.4f} on {out['labelled_pairs']} labelled pairs at tau = {out['threshold']}")
+            print(f"accuracy {out['accuracy']:.4f} on {out['labelled_pairs']} labelled pairs "
+                  f"at tau = {out['threshold']}")
     elif "faces" in out and isinstance(out["faces"], list):
         for f in out["faces"]:
             print(f["box"], f["name"] or "not recognized", f"{f['distance']:.4f}")
@@ -165,7 +155,8 @@ def main(argv=None) -> int:
     try:
         out = args.func(args)
     except UserError as exc:
-        print(json.dumps({"error": str(exc)}) if args.json else f"error: {exc}", file=sys.stdout if args.json else sys.stderr)
+        print(json.dumps({"error": str(exc)}) if args.json else f"error: {exc}",
+              file=sys.stdout if args.json else sys.stderr)
         return 2
     if args.json:
         print(json.dumps(out, indent=1))

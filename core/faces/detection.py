@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import dlib
 import numpy as np
 from PIL import Image
 
@@ -39,16 +40,12 @@ class DlibFaceDetector:
     """``detect(rgb uint8 H x W x 3) -> list[DetectedFace]``, largest face first."""
 
     def __init__(self, predictor_path):
-        import dlib
-
-        self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(predictor_path))
         # dlib objects are not documented as thread-safe; Gradio calls handlers from threads.
         self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
-        dlib = self._dlib
         h, w = rgb.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
         small = rgb if scale == 1.0 else np.asarray(

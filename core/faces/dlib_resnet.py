@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import dlib
 import numpy as np
 import torch
 
@@ -19,9 +20,6 @@ class DlibResnetEmbedder:
     embedding_dim = 128
 
     def __init__(self, model_path):
-        import dlib
-
-        self._dlib = dlib
         self.model = dlib.face_recognition_model_v1(str(model_path))
         self._lock = threading.Lock()
 
@@ -29,10 +27,10 @@ class DlibResnetEmbedder:
         """``H x W x 3`` uint8 + N faces -> ``N x 3 x 150 x 150`` uint8 chips."""
         if not faces:
             return torch.zeros((0, 3, self.chip_size, self.chip_size), dtype=torch.uint8)
-        dlib = self._dlib
         shapes = dlib.full_object_detections()
         for face in faces:
-            rect = dlib.rectangle(*(int(round(v)) for v in (face.box[0], face.box[1], face.box[2] - 1, face.box[3] - 1)))
+            x0, y0, x1, y1 = face.box
+            rect = dlib.rectangle(*(int(round(v)) for v in (x0, y0, x1 - 1, y1 - 1)))
             points = dlib.points()
             for x, y in face.landmarks:
                 points.append(dlib.point(int(round(x)), int(round(y))))

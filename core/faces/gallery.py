@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from core.errors import UserError
 
@@ -119,8 +120,6 @@ def _encode_chip(chip) -> bytes | None:
     """A ``3 x S x S`` uint8 chip (or PIL image) as PNG bytes (a few kB: the people list shows them)."""
     if chip is None:
         return None
-    from PIL import Image
-
     image = chip if isinstance(chip, Image.Image) else Image.fromarray(chip.permute(1, 2, 0).cpu().numpy())
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
@@ -293,7 +292,8 @@ class GalleryStore:
     def chips(self, name: str, limit: int = 1) -> list[bytes]:
         with self._connect() as con:
             rows = con.execute(
-                "SELECT f.chip FROM faces f JOIN people p ON p.id = f.person_id WHERE p.name = ? AND f.chip IS NOT NULL "
+                "SELECT f.chip FROM faces f JOIN people p ON p.id = f.person_id "
+                "WHERE p.name = ? AND f.chip IS NOT NULL "
                 "ORDER BY f.id LIMIT ?", (name, limit)).fetchall()
         return [r[0] for r in rows]
 

@@ -16,6 +16,8 @@ from torch import nn
 
 from core.faces.align import warp_faces
 from core.faces.detection import DetectedFace
+from core.runtime import inference_dtype
+from weights.registry import load_safetensors
 
 
 class BasicConv2d(nn.Sequential):
@@ -36,7 +38,8 @@ class Block35(nn.Module):
         self.scale = scale
         self.branch0 = BasicConv2d(c, b, 1)
         self.branch1 = nn.Sequential(BasicConv2d(c, b, 1), BasicConv2d(b, b, 3, padding=1))
-        self.branch2 = nn.Sequential(BasicConv2d(c, b, 1), BasicConv2d(b, b, 3, padding=1), BasicConv2d(b, b, 3, padding=1))
+        self.branch2 = nn.Sequential(BasicConv2d(c, b, 1), BasicConv2d(b, b, 3, padding=1),
+                                     BasicConv2d(b, b, 3, padding=1))
         self.conv2d = nn.Conv2d(3 * b, c, 1)
         self.relu = nn.ReLU()
 
@@ -80,12 +83,16 @@ class Block8(nn.Module):
 
 
 class Mixed6a(nn.Module):
-    """Reduction-A: stride-2 conv branches + max pool, concatenated."""
+    """Reduction-A: stride-2 conv branches + max pool, concatenated.
 
-    def __init__(self, c, k, l, m, n):
+    Filter counts as in Inception-v4's table of Reduction-A: ``k``, ``l`` (here ``mid``), ``m``, ``n``.
+    """
+
+    def __init__(self, c, k, mid, m, n):
         super().__init__()
         self.branch0 = BasicConv2d(c, n, 3, stride=2)
-        self.branch1 = nn.Sequential(BasicConv2d(c, k, 1), BasicConv2d(k, l, 3, padding=1), BasicConv2d(l, m, 3, stride=2))
+        self.branch1 = nn.Sequential(BasicConv2d(c, k, 1), BasicConv2d(k, mid, 3, padding=1),
+                                     BasicConv2d(mid, m, 3, stride=2))
         self.branch2 = nn.MaxPool2d(3, stride=2)
 
     def forward(self, x):
@@ -99,7 +106,8 @@ class Mixed7a(nn.Module):
         super().__init__()
         self.branch0 = nn.Sequential(BasicConv2d(c, a, 1), BasicConv2d(a, b, 3, stride=2))
         self.branch1 = nn.Sequential(BasicConv2d(c, a, 1), BasicConv2d(a, d, 3, stride=2))
-        self.branch2 = nn.Sequential(BasicConv2d(c, a, 1), BasicConv2d(a, d, 3, padding=1), BasicConv2d(d, d, 3, stride=2))
+        self.branch2 = nn.Sequential(BasicConv2d(c, a, 1), BasicConv2d(a, d, 3, padding=1),
+                                     BasicConv2d(d, d, 3, stride=2))
         self.branch3 = nn.MaxPool2d(3, stride=2)
 
     def forward(self, x):
@@ -151,8 +159,6 @@ def inception_resnet_v1(embedding_dim: int = 512, width: float = 1.0, repeats=(5
 
 def load_facenet_state(path) -> dict[str, torch.Tensor]:
     """A FaceNet state dict from safetensors, minus the VGGFace2 classifier (``logits.*``) and any wrapper prefix."""
-    from weights.registry import load_safetensors
-
     state = load_safetensors(path)
     out = {}
     for key, value in state.items():
@@ -185,16 +191,18 @@ class TorchFaceEmbedder:
 
     def align(self, rgb: np.ndarray, faces: list[DetectedFace]) -> torch.Tensor:
         """``H x W x 3`` uint8 + N faces -> ``N x 3 x S x S`` uint8 chips (one batched warp)."""
-        image = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float()  # a copy: inputs may be read-only
+        # np.array copies: the input may be read-only.
+        image = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float()
         landmarks = torch.tensor(np.array([f.landmarks for f in faces]), dtype=torch.float64).reshape(-1, 5, 2)
         chips = warp_faces(image, landmarks, self.chip_size, self.padding)
         return chips.round().clamp(0, 255).to(torch.uint8)
 
     @torch.inference_mode()
     def embed(self, chips: torch.Tensor) -> torch.Tensor:
-        """``N x 3 x S x S`` uint8 chips -> ``N x D`` float32 (CPU), in batches of ``batch_size`` on the model's device."""
-        from core.runtime import inference_dtype
+        """``N x 3 x S x S`` uint8 chips -> ``N x D`` float32 (CPU).
 
+        Embedded in batches of ``batch_size`` on the model's device.
+        """
         device = self.device
         dtype = inference_dtype(device)
         out = []

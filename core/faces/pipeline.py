@@ -13,8 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+import weights
 from core.errors import UserError
 from core.faces.detection import DetectedFace
+from core.faces.inception_resnet import TorchFaceEmbedder
 
 #: backend key -> (embedding model record, detector record)
 BACKENDS = {
@@ -85,10 +87,6 @@ class FacePipeline:
 
 def load_pipeline(backend: str = DEFAULT_BACKEND) -> FacePipeline:
     """The pipeline of ``backend`` ("dlib" or "facenet"), its models loaded once through ``weights.load``."""
-    import weights
-    import weights.records.faces  # noqa: F401  (registers the face records even if the records index does not)
-    from core.faces.inception_resnet import TorchFaceEmbedder
-
     if backend not in BACKENDS:
         raise UserError(f"Unknown face backend '{backend}'; choose one of: {', '.join(BACKENDS)}.")
     model_name, detector_name = BACKENDS[backend]
@@ -101,9 +99,6 @@ def load_pipeline(backend: str = DEFAULT_BACKEND) -> FacePipeline:
 
 def default_threshold(backend: str = DEFAULT_BACKEND) -> float:
     """The backend's calibrated tau on the squared L2 distance, read from its record (no model is loaded)."""
-    import weights
-    import weights.records.faces  # noqa: F401
-
     if backend not in BACKENDS:
         raise UserError(f"Unknown face backend '{backend}'; choose one of: {', '.join(BACKENDS)}.")
     return float(weights.get_record(BACKENDS[backend][0]).metrics["threshold_sq_l2"])

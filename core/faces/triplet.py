@@ -20,7 +20,6 @@ from torch import nn
 
 from core.faces.distances import pairwise_squared_l2, squared_l2
 
-
 _threads_lock = threading.Lock()
 
 

@@ -9,11 +9,11 @@ import sys
 import torch
 
 import weights
+from core import runtime
 from core.errors import UserError
 from core.images import load_image, to_tensor
 from core.instances import evaluate, release, train
 from core.instances.predict import default_model, detect
-from core import runtime
 
 
 def predict(args) -> int:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 
 import numpy as np
 import torch
-from core import runtime
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+import weights
+from core import runtime
+from core.instances.camvid import instances_from_labels
+from core.segmentation.data import load_pairs, pair_files
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -51,7 +56,8 @@ def coco_ap(predictions: list[dict], targets: list[dict], class_names: tuple[str
             dt_anns.append({"id": len(dt_anns) + 1, "image_id": image_id, "category_id": int(label),
                             "score": float(score), "bbox": _xywh(box), "segmentation": _rle(mask.numpy())})
     categories = [{"id": i, "name": n} for i, n in enumerate(class_names, start=1)]
-    results = {"instances": {n: sum(a["category_id"] == i for a in gt_anns) for i, n in enumerate(class_names, start=1)}}
+    results = {"instances": {n: sum(a["category_id"] == i for a in gt_anns)
+                             for i, n in enumerate(class_names, start=1)}}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO()
         gt.dataset = {"images": images, "annotations": gt_anns, "categories": categories}
@@ -93,8 +99,6 @@ def evaluate_model(model, class_names, images: torch.Tensor, labels: torch.Tenso
 
     Every detection the model keeps (its own score floor, 0.05) counts: AP needs the low-score tail.
     """
-    from core.instances.camvid import instances_from_labels
-
     model.eval()
     param = next(model.parameters())
     predictions = []
@@ -122,18 +126,14 @@ def table(result: dict) -> str:
 
 
 def main(args) -> int:
-    import json
-
-    import weights
-    from core.runtime import pick_device, settings
-    from core.segmentation.data import load_pairs, pair_files
-
     torch.set_num_threads(args.threads)
     pairs = pair_files(args.images, args.labels)
     data = load_pairs(pairs[: args.limit] if args.limit else pairs)
     record = weights.get_record(args.model)
-    model = weights.create(args.model, device=pick_device(settings().device), weights_dir=settings().weights_dir)
-    result = {"model": args.model, "frames": len(data), **evaluate_model(model, record.class_names, data.images, data.labels)}
+    settings = runtime.settings()
+    model = weights.create(args.model, device=runtime.pick_device(settings.device), weights_dir=settings.weights_dir)
+    result = {"model": args.model, "frames": len(data),
+              **evaluate_model(model, record.class_names, data.images, data.labels)}
     print(json.dumps(result, indent=1) if args.json else table(result))
     return 0
 

@@ -94,7 +94,12 @@ def draw(image: torch.Tensor, instances: list[Instance], *, masks: bool = True, 
     return image
 
 
-def default_model() -> str:
-    """The production default where its weights are here (torchvision's COCO Mask R-CNN), else the project's own."""
+def default_model(*, downloadable: bool = False) -> str:
+    """The production default where its weights are here (torchvision's COCO Mask R-CNN), else the project's own.
+
+    ``downloadable``: count a model whose files this host may still fetch on first use (the app, online); without
+    it only files on disk count (a CLI run stays offline unless told otherwise).
+    """
     preferred = ("maskrcnn-r50-fpn-v2-coco", "maskrcnn-vgg19-camvid")
-    return next((n for n in preferred if weights.is_available(weights.get_record(n))), preferred[-1])
+    usable = weights.is_obtainable if downloadable else weights.is_available
+    return next((n for n in preferred if usable(weights.get_record(n))), preferred[-1])

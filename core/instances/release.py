@@ -13,12 +13,13 @@ import json
 
 import torch
 
+from core import runtime
 from core.instances import train
 from core.instances.evaluate import evaluate_model, percent
-from core import runtime
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
-from weights.release import command_line, release as release_weights
+from weights.release import command_line
+from weights.release import release as release_weights
 
 PROG = "python -m core.instances"
 
@@ -106,8 +107,10 @@ def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, 
 
 
 def main(args) -> int:
-    print(json.dumps(release(args.checkpoint or f"runs/{args.name}/best.pt", args.data, name=args.name,
-                             threads=args.threads, limit=args.limit, encoder_weights_dir=runtime.use(runtime.Settings.from_args(args)).weights_dir), indent=1))
+    settings = runtime.use(runtime.Settings.from_args(args))
+    result = release(args.checkpoint or f"runs/{args.name}/best.pt", args.data, name=args.name,
+                     threads=args.threads, limit=args.limit, encoder_weights_dir=settings.weights_dir)
+    print(json.dumps(result, indent=1))
     return 0
 
 

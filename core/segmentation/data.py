@@ -58,7 +58,8 @@ def load_pairs(pairs: list[tuple[Path, Path]], size: tuple[int, int] | None = No
     return SegmentationSet(torch.stack(images), torch.stack(labels), [p.stem for p, _ in pairs])
 
 
-def load_camvid(root: str | Path, split: str, size: tuple[int, int] | None = None, limit: int | None = None) -> SegmentationSet:
+def load_camvid(root: str | Path, split: str, size: tuple[int, int] | None = None,
+                limit: int | None = None) -> SegmentationSet:
     """``split`` in train/val/test: frames in ``root/split``, labels in ``root/{split}annot``."""
     root = Path(root)
     pairs = pair_files(root / split, root / f"{split}annot")
@@ -121,7 +122,8 @@ def augment_batch(
     for image, label in zip(images, labels):
         s = base_scale * float(torch.empty(1).uniform_(*scale, generator=g))
         h, w = max(1, round(image.shape[1] * s)), max(1, round(image.shape[2] * s))
-        x = F.interpolate(image[None].float() / 255, size=(h, w), mode="bilinear", align_corners=False, antialias=s < 1)[0]
+        x = F.interpolate(image[None].float() / 255, size=(h, w), mode="bilinear", align_corners=False,
+                          antialias=s < 1)[0]
         y = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
         ph, pw = max(0, crop[0] - h), max(0, crop[1] - w)
         if ph or pw:

@@ -63,7 +63,10 @@ def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: in
 
 
 def format_table(result: dict) -> str:
-    """One row laid out like the lecture's CamVid table: per-class accuracy in its column order, class avg., class IoU."""
+    """One row laid out like the lecture's CamVid table.
+
+    Per-class accuracy in its column order, class avg., class IoU.
+    """
     acc = dict(zip(result["classes"], result["class_accuracy"]))
     iou = dict(zip(result["classes"], result["iou"]))
     head = ["Model", *LECTURE_ORDER, "class avg.", "class IoU"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                     ignore_index: int | None = None) -> torch.Tensor:
     """Integer tensors of the same shape (any) -> num_classes x num_classes int64 counts [true, predicted].
 
     Target pixels equal to ``ignore_index`` (or outside 0..num_classes-1) are not counted.

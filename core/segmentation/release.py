@@ -17,13 +17,14 @@ import time
 
 import torch
 
-from core.datasets.camvid import LECTURE_ORDER
 from core import runtime
+from core.datasets.camvid import LECTURE_ORDER
 from core.segmentation import train, train_frozen
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from core.segmentation.evaluate import evaluate_model, quality_check_score
 from weights.registry import get_record
-from weights.release import command_line, export_weights, release as release_weights
+from weights.release import command_line, export_weights
+from weights.release import release as release_weights
 
 PROG = "python -m core.segmentation"
 #: Registered model -> the training command that trains it (program, its arguments).
@@ -37,8 +38,8 @@ _FROZEN_INIT = ("encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **
                 "names it as an extra file); {part}.")
 _FROZEN_TRAINING = ("the frozen encoder ran once per frame (its relu taps cached in fp16), then only the {part} was "
                     "trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {{lr:g}} with polynomial "
-                    "decay over the time budget, weight decay {{weight_decay:g}}, batch {{batch_size}}, {{precision}}, no "
-                    "image augmentation (fixed features), on {{threads}} CPU thread(s).")
+                    "decay over the time budget, weight decay {{weight_decay:g}}, batch {{batch_size}}, {{precision}}, "
+                    "no image augmentation (fixed features), on {{threads}} CPU thread(s).")
 _FROZEN_RESOLUTION = "frames resized to {crop_w}x{crop_h} (2/3 of 480x360), padded to 256x320 for the stride-32 encoder"
 
 
@@ -197,16 +198,19 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
         "threads": threads, "limit": limit, "palette_bits": palette_bits})
     facts = release_weights(name, checkpoint, trainer=TRAINERS[name], release_command=command, score=score,
                             card=lambda facts, result: model_card(name, record, facts, result, data=data),
-                            weights_dir=weights_dir, palette_bits=palette_bits, operator_weights_dir=encoder_weights_dir)
+                            weights_dir=weights_dir, palette_bits=palette_bits,
+                            operator_weights_dir=encoder_weights_dir)
     return {"file": facts["file"], "sha256": facts["sha256"], "bytes": facts["bytes"],
             "checkpoint_val_mIoU": facts["checkpoint_val"].get("mIoU"), **facts["metrics"]}
 
 
 def main(args) -> int:
     if args.command == "release":
-        print(json.dumps(release(args.checkpoint or f"runs/{args.name}/best.pt", args.name, args.data,
-                                 threads=args.threads, limit=args.limit, encoder_weights_dir=runtime.use(runtime.Settings.from_args(args)).weights_dir,
-                                 palette_bits=args.palette_bits), indent=1))
+        settings = runtime.use(runtime.Settings.from_args(args))
+        result = release(args.checkpoint or f"runs/{args.name}/best.pt", args.name, args.data,
+                         threads=args.threads, limit=args.limit, encoder_weights_dir=settings.weights_dir,
+                         palette_bits=args.palette_bits)
+        print(json.dumps(result, indent=1))
     else:
         exported = export_weights(args.checkpoint, args.out, args.palette_bits)
         exported["val"] = {k: v for k, v in exported["val"].items() if k != "confusion"}

@@ -15,10 +15,11 @@ import sys
 
 from core import runtime
 from core.errors import UserError
-from core.style.backbone import BACKBONES, DEFAULT_BACKBONE
+from core.images import load_image, to_pil, to_tensor
+from core.style.backbone import BACKBONES, DEFAULT_BACKBONE, load_backbone
 from core.style.costs import STYLE_NORMALIZATIONS
 from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, LAYER_NAMES
-from core.style.transfer import INITS, OPTIMIZERS, TransferConfig
+from core.style.transfer import INITS, OPTIMIZERS, TransferConfig, as_batch, resize_longest, transfer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -89,11 +90,6 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    from core.images import load_image, to_pil, to_tensor
-    from core.runtime import gpu_memory_guard
-    from core.style.backbone import load_backbone
-    from core.style.transfer import as_batch, resize_longest, transfer
-
     if args.size < 32:
         raise UserError("--size must be at least 32 pixels.")
     config = TransferConfig(
@@ -120,7 +116,7 @@ def run(args) -> int:
     if backbone.note:
         print(f"note: {backbone.note}", file=sys.stderr)
     last = None
-    with gpu_memory_guard():
+    with runtime.gpu_memory_guard():
         for progress in transfer(backbone.features, backbone.normalize, content, styles, config):
             last = progress
             if not args.json and (progress.done or progress.step % max(args.every, 1) == 0):

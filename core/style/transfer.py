@@ -191,13 +191,14 @@ def transfer(
         content_target = content_acts[config.content_layer].float()
         # The generated image has the content's size; its layers' H*W tell how to rescale Grams
         # of a style image of another size.
-        positions_g = {l: content_acts[l].shape[2] * content_acts[l].shape[3] for l in style_layers}
+        positions_g = {layer: content_acts[layer].shape[2] * content_acts[layer].shape[3] for layer in style_layers}
         del content_acts
         grams = []
         for s in styles:
             acts = activations(s)
-            grams.append({l: rescale_gram(gram_matrix(acts[l]), acts[l].shape[2] * acts[l].shape[3], positions_g[l])
-                          for l in style_layers})
+            grams.append({layer: rescale_gram(gram_matrix(acts[layer]), acts[layer].shape[2] * acts[layer].shape[3],
+                                              positions_g[layer])
+                          for layer in style_layers})
             del acts
         style_targets = blend_grams(grams, list(config.blend or [1.0] * len(styles))) if style_layers else {}
         del grams
@@ -251,7 +252,7 @@ def transfer(
             result = image.detach().float().clamp(0, 1)
             acts = activations(result)
             jc, js, tv, j = costs(acts, result)
-            view = {l: (style_targets[l][0].cpu(), gram_matrix(acts[l])[0].cpu()) for l in style_layers}
+            view = {layer: (style_targets[layer][0].cpu(), gram_matrix(acts[layer])[0].cpu()) for layer in style_layers}
             final = finish(result)
         seconds = time.perf_counter() - start
         yield Progress(config.steps, float(jc), float(js), float(tv), float(j), seconds, final.cpu(), True, view)

@@ -15,6 +15,8 @@ import sys
 
 from core import runtime
 from core.errors import UserError
+from core.visualize.layers import layer_catalog
+from core.visualize.top_patches import build_index
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,7 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     index.add_argument("--model", required=True)
     index.add_argument("--images", default="skimage", help="a folder of images, or 'skimage' (default)")
     index.add_argument("--layers", required=True, help="comma-separated layer names, e.g. conv1_1,conv3_1")
-    index.add_argument("--index-dir", default=None, help="where indexes go (default ~/.cache/cvhub/index or CVHUB_INDEX_DIR)")
+    index.add_argument("--index-dir", default=None,
+                       help="where indexes go (default ~/.cache/cvhub/index or CVHUB_INDEX_DIR)")
     index.add_argument("--max-side", type=int, default=512, help="images are read at most this large")
     index.add_argument("--batch-size", type=int, default=8)
     index.add_argument("--top", type=int, default=9, help="patches kept per unit")
@@ -37,16 +40,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.visualize.layers import layer_catalog
-
     try:
         runtime.use(runtime.Settings.from_args(args))  # --weights-dir/--device over CVHUB_*
         if args.command == "layers":
             for name, (path, rf) in layer_catalog(args.model).items():
                 print(f"{name:>12}  module {path:<10} field {rf.size:g}px  stride {rf.jump:g}px")
             return 0
-        from core.visualize.top_patches import build_index
-
         layers = [name.strip() for name in args.layers.split(",") if name.strip()]
         written = build_index(args.model, layers, args.images, index_dir=args.index_dir, max_side=args.max_side,
                               batch_size=args.batch_size, k=args.top, per_image=args.per_image)

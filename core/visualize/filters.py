@@ -35,7 +35,8 @@ def tile(images: torch.Tensor, ncols: int | None = None, pad: int = 1, pad_value
     return canvas
 
 
-def filter_grid(weight: torch.Tensor, *, color_order: str = "RGB", scale: int = 8, ncols: int | None = None) -> torch.Tensor:
+def filter_grid(weight: torch.Tensor, *, color_order: str = "RGB", scale: int = 8,
+                ncols: int | None = None) -> torch.Tensor:
     """First-layer kernels Ox3xkxk -> one 3xHxW RGB grid in [0, 1], each kernel ``scale`` x enlarged.
 
     ``color_order="BGR"`` (Caffe models) flips the input channels so red shows as red.

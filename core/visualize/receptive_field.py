@@ -26,6 +26,7 @@ import operator
 from dataclasses import dataclass
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -129,8 +130,6 @@ def receptive_fields(model: nn.Module, example: torch.Tensor | None = None) -> d
 
 
 def _fields_from_graph(model: nn.Module) -> dict[str, ReceptiveField]:
-    import torch.fx
-
     graph = torch.fx.symbolic_trace(model).graph
     modules = dict(model.named_modules())
     at: dict[torch.fx.Node, ReceptiveField] = {}

@@ -26,13 +26,16 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+import skimage.data
 import torch
 from PIL import Image
 from torch import nn
 
+import weights
 from core.errors import UserError
 from core.images import load_image, to_tensor
-from core.visualize.layers import layer_outputs
+from core.runtime import inference_dtype, pick_device
+from core.visualize.layers import layer_catalog, layer_outputs
 from core.visualize.receptive_field import ReceptiveField
 
 #: The app's default image set: scikit-image's bundled sample pictures (BSD-licensed, redistributable).
@@ -65,8 +68,6 @@ def list_images(source: str) -> list[str]:
 
 def image_root(source: str) -> Path:
     if source == SAMPLE_SET:
-        import skimage.data
-
         return Path(skimage.data.__file__).parent
     return Path(source).expanduser().resolve()
 
@@ -268,19 +269,15 @@ def build_index(model_name: str, layers: list[str], source: str = SAMPLE_SET, *,
     ``layers`` are display names (``conv1_1``) from :func:`core.visualize.layers.layer_catalog`.
     Returns {layer: index file}. One pass over the images serves all layers.
     """
-    from core.runtime import inference_dtype, pick_device
-    from core.visualize.layers import layer_catalog
-    from weights import create, get_record, load
-
     catalog = layer_catalog(model_name)
     unknown = [name for name in layers if name not in catalog]
     if unknown:
         raise UserError(f"The model '{model_name}' has no layer {unknown[0]}; it has {', '.join(catalog)}.")
     device = torch.device(device) if device is not None else pick_device()
     dtype = inference_dtype(device)
-    record = get_record(model_name)
+    record = weights.get_record(model_name)
     if model is None:  # the app's cached copy when the device is the configured one
-        model = load(model_name) if device == pick_device() else create(model_name, device=device)
+        model = weights.load(model_name) if device == pick_device() else weights.create(model_name, device=device)
     model = model.to(device=device, dtype=dtype)
     names = list_images(source)
     paths = [catalog[name][0] for name in layers]

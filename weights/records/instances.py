@@ -10,7 +10,7 @@ from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, Mask
 from core.datasets.camvid import INSTANCE_CLASSES
 from core.datasets.coco import COCO_CLASSES
 from weights.records.backbones import VGG19_CAFFE_FP16
-from weights.registry import ExternalFile, ModelRecord, ProjectFile, register
+from weights.registry import ModelRecord, ProjectFile, UrlFile, register
 from weights.release import released
 
 register(ModelRecord(
@@ -30,31 +30,31 @@ register(ModelRecord(
     class_names=INSTANCE_CLASSES,
 ))
 
-# torchvision's COCO models: the production defaults where their files are at hand. Their weights
-# live on download.pytorch.org, not on the Hub, and these machines cannot fetch them. torchvision
-# names each file after the first 8 hex digits of its sha256; the full digests below are the ones
-# that public projects pinning these files record (with sizes 185,828,065 and 237,034,793 bytes),
-# and a test checks that each starts with torchvision's digits.
+# torchvision's COCO models: the production defaults where their files are at hand or downloadable.
+# Their weights live on download.pytorch.org, not on the Hub: the resolver looks in torch's hub cache,
+# then in --weights-dir (or its torchvision/), and last downloads them into torch's hub cache (a UrlFile).
+# torchvision names each file after the first 8 hex digits of its sha256; the full digests below are
+# the ones that public projects pinning these files record, with the sizes, and a test checks that
+# each starts with torchvision's digits.
 TORCHVISION_SHA256 = {
     "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth": "73cbd0190fcbe3ba339921fbce2c3a0b6bb9126c9a133c85e43a2a8e060a109e",
     "keypointrcnn_resnet50_fpn_coco-fc266e95.pth": "fc266e953d2b302cdcbb9ae66f71f6b0d4649928bf02dc573961e361e4918926",
 }
-_TORCHVISION_HOW = (
-    "on a machine with internet run `python -c \"import torchvision.models.detection as d; d.{builder}(weights='DEFAULT')\"` "
-    "and copy {file} from ~/.cache/torch/hub/checkpoints/ into the folder given by --weights-dir"
-)
+TORCHVISION_SIZE = {
+    "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth": 185_828_065,
+    "keypointrcnn_resnet50_fpn_coco-fc266e95.pth": 237_034_793,
+}
 
 
-def _register_torchvision(name: str, builder: str, weights_enum, torchvision_builder: str, *, data: str,
+def _register_torchvision(name: str, builder: str, weights_enum, *, data: str,
                           description: str, class_names: tuple[str, ...]) -> None:
     file = weights_enum.url.rsplit("/", 1)[-1]  # e.g. maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth
     register(ModelRecord(
         name=name,
         task="instances",
         builder=builder,
-        source=ExternalFile(file, subdir="torchvision",
-                            how_to_get=_TORCHVISION_HOW.format(builder=torchvision_builder, file=file),
-                            sha256_prefix=file.rsplit("-", 1)[-1].split(".")[0]),
+        source=UrlFile(weights_enum.url, file, TORCHVISION_SIZE[file], subdir="torchvision",
+                       sha256_prefix=file.rsplit("-", 1)[-1].split(".")[0]),
         sha256=TORCHVISION_SHA256[file],
         state_loader="core.instances.coco:load_torchvision_state",
         license=f"BSD-3-Clause (torchvision); trained on {data} (CC BY 4.0 annotations)",
@@ -68,7 +68,7 @@ def _register_torchvision(name: str, builder: str, weights_enum, torchvision_bui
 _register_torchvision(
     "maskrcnn-r50-fpn-v2-coco", "core.instances.coco:maskrcnn_r50_fpn_v2_coco",
     MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
-    "maskrcnn_resnet50_fpn_v2", data="COCO",
+    data="COCO",
     description="torchvision's Mask R-CNN v2 (ResNet-50-FPN, Li et al. 2021 recipe) trained on COCO: "
                 "boxes, classes and masks for 80 kinds of object.",
     class_names=COCO_CLASSES,
@@ -76,7 +76,7 @@ _register_torchvision(
 _register_torchvision(
     "keypointrcnn-r50-fpn-coco", "core.instances.coco:keypointrcnn_r50_fpn_coco",
     KeypointRCNN_ResNet50_FPN_Weights.COCO_V1,
-    "keypointrcnn_resnet50_fpn", data="COCO person keypoints",
+    data="COCO person keypoints",
     description="torchvision's Keypoint R-CNN (ResNet-50-FPN) trained on COCO: a box and 17 body landmarks "
                 "(nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles) per person; no masks.",
     class_names=("person",),
