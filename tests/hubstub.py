@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote
+
+from tests.httpstub import serving
 
 #: The one commit every served file belongs to (records pin it as their revision).
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -57,11 +58,5 @@ def serve_hub(files: dict[tuple[str, str], bytes], revision: str = REVISION):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", revision
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as endpoint:
+        yield endpoint, revision
