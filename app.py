@@ -54,7 +54,7 @@ def build_app() -> gr.Blocks:
                 demo.unload(module.unload)
     # Queue on: long jobs wait their turn instead of timing out; cheap per-image handlers
     # are declared with batch=True so a GPU host serves many users per forward pass.
-    demo.queue(default_concurrency_limit=int(os.environ.get("CVHUB_CONCURRENCY", "2")))
+    demo.queue(default_concurrency_limit=runtime.settings().concurrency)
     return demo
 
 
@@ -67,19 +67,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=None,
                         help="requests merged into one forward pass by batched handlers "
                              "(default: CVHUB_MAX_BATCH_SIZE, else 8)")
-    parser.add_argument("--gallery", default=os.environ.get("CVHUB_GALLERY"),
-                        help="one face gallery (SQLite file) shared by every visitor; default: one per browser session")
+    parser.add_argument("--gallery", default=None,
+                        help="one face gallery (SQLite file) shared by every visitor (default: CVHUB_GALLERY, "
+                             "else one per browser session)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="jobs of one event run at once; the queue holds the rest (default: CVHUB_CONCURRENCY, "
+                             "else 2)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    runtime.use(runtime.Settings.from_args(args))
-    if args.gallery:
+    settings = runtime.use(runtime.Settings.from_args(args))
+    if settings.gallery:
         try:
-            use_shared_gallery(args.gallery)
+            use_shared_gallery(settings.gallery)
         except UserError as exc:
-            raise SystemExit(f"--gallery {args.gallery}: {exc}") from None
+            raise SystemExit(f"--gallery {settings.gallery}: {exc}") from None
     build_app().launch(server_name=args.host, server_port=args.port, share=args.share,
                        max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
 

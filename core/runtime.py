@@ -33,27 +33,32 @@ class Settings:
     max_batch_size: int = 8  # requests merged into one forward pass by batched handlers
     #: Upper bound on the parameters and buffers the model cache keeps in memory.
     cache_bytes: int = 3 * 1024**3
+    concurrency: int = 2  # jobs of one event the app's queue runs at once
+    gallery: Path | None = None  # one face gallery shared by every visitor (None: one per session)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **flags) -> Settings:
-        """Flags (``device``, ``weights_dir``, ``max_batch_size``; None: not given) over ``CVHUB_DEVICE``,
-        ``CVHUB_WEIGHTS_DIR``, ``CVHUB_MAX_BATCH_SIZE`` over the defaults: the one place that reads them."""
+        """Flags (``device``, ``weights_dir``, ``max_batch_size``, ``concurrency``, ``gallery``; None: not given)
+        over ``CVHUB_DEVICE``, ``CVHUB_WEIGHTS_DIR``, ``CVHUB_MAX_BATCH_SIZE``, ``CVHUB_CONCURRENCY``,
+        ``CVHUB_GALLERY`` over the defaults: the one place that reads them."""
         env = os.environ if environ is None else environ
-        given = {
-            "device": flags.get("device") or env.get("CVHUB_DEVICE") or cls.device,
-            "weights_dir": flags.get("weights_dir") or env.get("CVHUB_WEIGHTS_DIR") or None,
-            "max_batch_size": int(flags.get("max_batch_size") or env.get("CVHUB_MAX_BATCH_SIZE") or cls.max_batch_size),
-        }
-        if given["device"] not in DEVICES:
-            raise UserError(f"The device must be one of {', '.join(DEVICES)}, not {given['device']!r}.")
-        if given["weights_dir"] is not None:
-            given["weights_dir"] = Path(given["weights_dir"]).expanduser()
-        return cls(**given)
+
+        def pick(field: str) -> str | None:
+            given = flags.get(field)
+            return given if given is not None else env.get(f"CVHUB_{field.upper()}") or None
+
+        device = pick("device") or cls.device
+        if device not in DEVICES:
+            raise UserError(f"The device must be one of {', '.join(DEVICES)}, not {device!r}.")
+        paths = {f: Path(pick(f)).expanduser() if pick(f) else None for f in ("weights_dir", "gallery")}
+        return cls(device=device, max_batch_size=int(pick("max_batch_size") or cls.max_batch_size),
+                   concurrency=int(pick("concurrency") or cls.concurrency), **paths)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
-        """The settings of an entry point whose parser has :func:`add_arguments`' flags."""
-        return cls.from_env(environ, **{k: getattr(args, k, None) for k in ("device", "weights_dir", "max_batch_size")})
+        """The settings of an entry point whose parser has :func:`add_arguments`' flags (and the app's)."""
+        fields = ("device", "weights_dir", "max_batch_size", "concurrency", "gallery")
+        return cls.from_env(environ, **{k: getattr(args, k, None) for k in fields})
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:

@@ -24,6 +24,10 @@ def test_a_flag_wins_over_its_variable_and_the_variable_over_the_default(tmp_pat
     assert runtime.Settings.from_env(env, weights_dir="/flag", device="auto", max_batch_size=5) == \
         runtime.Settings("auto", Path("/flag"), 5)
     assert runtime.Settings.from_env({}) == runtime.Settings()
+    app_env = {"CVHUB_GALLERY": "/g.db", "CVHUB_CONCURRENCY": "4"}
+    assert runtime.Settings.from_env(app_env) == runtime.Settings(gallery=Path("/g.db"), concurrency=4)
+    assert runtime.Settings.from_env(app_env, gallery="/other.db", concurrency=1) == \
+        runtime.Settings(gallery=Path("/other.db"), concurrency=1)
     with pytest.raises(UserError, match="device must be one of"):
         runtime.Settings.from_env({"CVHUB_DEVICE": "tpu"})
     # The app reads the same flags through the same function.
