@@ -184,7 +184,7 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
     args.epochs = 2
     train_instances(args)  # a rerun continues
     lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [e["epoch"] for e in lines] == [0, 1] and all("val_mask_AP50_mean" in e for e in lines)
+    assert [e["epoch"] for e in lines] == [0, 1] and all("selection_mask_AP50_mean" in e for e in lines)
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert not any(k.startswith("backbone.encoder.") for k in last["model"])
 

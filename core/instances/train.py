@@ -161,7 +161,8 @@ def train(args) -> dict:
             return None
         ap = evaluate_cached(model, selection_split, selection_index)
         score = selection_score(ap)
-        return training.Evaluation(score=score, metrics=ap, log={"val_mask_AP50_mean": round(score, 4), "val": ap})
+        return training.Evaluation(score=score, metrics=ap,
+                                   log={"selection_mask_AP50_mean": round(score, 4), "selection": ap})
 
     # A rerun of the same command continues (this trainer has always resumed; its card's command says so).
     result = training.fit(model, optimizer, out=args.out, epochs=args.epochs, train_epoch=train_epoch,

@@ -48,7 +48,9 @@ def selection(val: dict) -> training.Evaluation:
     """The segmentation trainers pick the epoch of the best mIoU; the log keeps three numbers of each epoch."""
     return training.Evaluation(
         score=val["mIoU"], metrics=val,
-        log={"val_mIoU": val["mIoU"], "val_class_avg": val["class_avg"], "val_global": val["global_accuracy"]})
+        # "selection", not "val": with --holdout the epoch is picked on a held-out training sequence
+        log={"selection_mIoU": val["mIoU"], "selection_class_avg": val["class_avg"],
+             "selection_global": val["global_accuracy"]})
 
 
 def init_weights(model, path) -> None:
