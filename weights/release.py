@@ -31,21 +31,26 @@ from weights.resolve import resolve_extra
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
 
+def _facts(name: str) -> dict | None:
+    """``weights/cards/<name>.json``, the facts its release wrote (None before a release)."""
+    path = WEIGHTS_DIR / "cards" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def released(name: str) -> dict:
     """What the record of ``name`` takes from its release: ``sha256``, ``metrics`` and ``card``, read from
     ``weights/cards/<name>.json``; a model not released yet has none of them."""
-    path = WEIGHTS_DIR / "cards" / f"{name}.json"
-    if not path.exists():
+    facts = _facts(name)
+    if facts is None:
         return {"sha256": None, "metrics": {}, "card": None}
-    facts = json.loads(path.read_text())
     return {"sha256": facts["sha256"], "metrics": facts["metrics"], "card": f"{name}.md"}
 
 
 def quality_check(name: str) -> dict | None:
     """The score of ``name``'s shipped file on a small fixed set of real frames, recorded at release, which the
     tests measure again: ``{"frames": N, "split": ..., <metric>: value}`` (None before a release)."""
-    path = WEIGHTS_DIR / "cards" / f"{name}.json"
-    return json.loads(path.read_text()).get("quality_check") if path.exists() else None
+    facts = _facts(name)
+    return facts.get("quality_check") if facts else None
 
 
 def _fits_fp16(v: torch.Tensor) -> bool:

@@ -98,8 +98,7 @@ def resolve_extra(record: ModelRecord, index: int, *, weights_dir=None) -> Path:
 
 def is_available(record: ModelRecord, *, weights_dir=None) -> bool:
     """True when every file of the model is on disk and matches its pin (never downloads)."""
-    sources = [(record.source, record.sha256), *record.extra_files]
-    return all(_first_verified(src, sha, record.name, weights_dir) is not None for src, sha in sources)
+    return not to_fetch(record, weights_dir=weights_dir)
 
 
 def to_fetch(record: ModelRecord, *, weights_dir=None) -> list[Source]:
