@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import threading
 
 import gradio as gr
 
+import weights
 from core import runtime
 from core.errors import UserError
 from spaces import about, common, privacy
@@ -58,6 +60,15 @@ def build_app() -> gr.Blocks:
     return demo
 
 
+def prepare_engines_in_background() -> threading.Thread:
+    """Convert and time the faster engines (core.engines) of the models that have some, off the request path:
+    the first visitors are served by PyTorch fp32 meanwhile, and each panel says which engine served it."""
+    names = [n for n in weights.list_models() if weights.get_record(n).engines]
+    thread = threading.Thread(target=weights.prepare_engines, args=(names,), name="prepare-engines", daemon=True)
+    thread.start()
+    return thread
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -84,7 +95,9 @@ def main(argv=None) -> None:
             use_shared_gallery(settings.gallery)
         except UserError as exc:
             raise SystemExit(f"--gallery {settings.gallery}: {exc}") from None
-    build_app().launch(server_name=args.host, server_port=args.port, share=args.share,
+    demo = build_app()
+    prepare_engines_in_background()
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                        max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
 
 

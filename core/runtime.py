@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from core.engines import RUNTIMES
 from core.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -35,12 +36,13 @@ class Settings:
     cache_bytes: int = 3 * 1024**3
     concurrency: int = 2  # jobs of one event the app's queue runs at once
     gallery: Path | None = None  # one face gallery shared by every visitor (None: one per session)
+    runtime: str = "auto"  # the engine models run on (core.engines): auto picks per model and host by measurement
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **flags) -> Settings:
-        """Flags (``device``, ``weights_dir``, ``max_batch_size``, ``concurrency``, ``gallery``; None: not given)
-        over ``CVHUB_DEVICE``, ``CVHUB_WEIGHTS_DIR``, ``CVHUB_MAX_BATCH_SIZE``, ``CVHUB_CONCURRENCY``,
-        ``CVHUB_GALLERY`` over the defaults: the one place that reads them."""
+        """Flags (``device``, ``weights_dir``, ``max_batch_size``, ``concurrency``, ``gallery``, ``runtime``; None:
+        not given) over ``CVHUB_DEVICE``, ``CVHUB_WEIGHTS_DIR``, ``CVHUB_MAX_BATCH_SIZE``, ``CVHUB_CONCURRENCY``,
+        ``CVHUB_GALLERY``, ``CVHUB_RUNTIME`` over the defaults: the one place that reads them."""
         env = os.environ if environ is None else environ
 
         def pick(field: str) -> str | None:
@@ -50,25 +52,31 @@ class Settings:
         device = pick("device") or cls.device
         if device not in DEVICES:
             raise UserError(f"The device must be one of {', '.join(DEVICES)}, not {device!r}.")
+        runtime = pick("runtime") or cls.runtime
+        if runtime not in RUNTIMES:
+            raise UserError(f"The runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}.")
         paths = {f: Path(pick(f)).expanduser() if pick(f) else None for f in ("weights_dir", "gallery")}
-        return cls(device=device, max_batch_size=int(pick("max_batch_size") or cls.max_batch_size),
+        return cls(device=device, runtime=runtime, max_batch_size=int(pick("max_batch_size") or cls.max_batch_size),
                    concurrency=int(pick("concurrency") or cls.concurrency), **paths)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings of an entry point whose parser has :func:`add_arguments`' flags (and the app's)."""
-        fields = ("device", "weights_dir", "max_batch_size", "concurrency", "gallery")
+        fields = ("device", "weights_dir", "max_batch_size", "concurrency", "gallery", "runtime")
         return cls.from_env(environ, **{k: getattr(args, k, None) for k in fields})
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    """``--weights-dir`` (and ``--device``), the same on every entry point; unset, ``CVHUB_*`` decides."""
+    """``--weights-dir`` (and ``--device``, ``--runtime``), the same on every entry point; unset, ``CVHUB_*`` decides."""
     parser.add_argument("--weights-dir", default=None,
                         help="folder searched first for weight files, e.g. ../shared/weights "
                              "(default: CVHUB_WEIGHTS_DIR)")
     if device:
         parser.add_argument("--device", choices=DEVICES, default=None,
                             help="auto takes CUDA when present (default: CVHUB_DEVICE, else auto)")
+        parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                            help="engine the models run on: auto picks per model and host by measurement among "
+                                 "those that keep its answers (default: CVHUB_RUNTIME, else auto)")
 
 
 _settings: Settings | None = None
@@ -134,6 +142,12 @@ class ModelCache:
                 self._models[key] = (model, size)
                 self._evict()
             return model
+
+    def put(self, key: str, model: object) -> None:
+        """Replace what ``key`` holds (a model now run by a faster engine)."""
+        with self._lock:
+            if key in self._models:
+                self._models[key] = (model, self._models[key][1])
 
     def __contains__(self, key: str) -> bool:
         return key in self._models

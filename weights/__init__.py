@@ -6,6 +6,9 @@ kept in a bounded cache so each model loads once per process.
 
 from __future__ import annotations
 
+import logging
+
+from core import engines
 from core.runtime import ModelCache, pick_device, settings
 from weights.registry import (
     ExternalFile,
@@ -25,10 +28,11 @@ from weights.resolve import download_progress, is_available, is_obtainable, reso
 __all__ = [
     "ExternalFile", "HubFile", "ModelRecord", "PackageFile", "ProjectFile", "RebuiltFile", "UrlFile",
     "create", "download_progress", "get_record", "is_available", "is_obtainable", "list_models", "load", "is_loaded",
-    "register", "resolve", "to_fetch",
+    "prepare_engines", "register", "resolve", "to_fetch",
 ]
 
 _cache: ModelCache | None = None
+_log = logging.getLogger(__name__)
 
 
 def _model_cache() -> ModelCache:
@@ -41,7 +45,24 @@ def _model_cache() -> ModelCache:
 def load(name: str):
     """The model ``name`` on the configured device, created on first use and cached."""
     device = pick_device()
-    return _model_cache().get(f"{name}@{device}", lambda: create(name, device=device))
+    return _model_cache().get(f"{name}@{device}", lambda: engines.reinstall(name, create(name, device=device)))
+
+
+def prepare_engines(names) -> None:
+    """Load each model of ``names`` whose files are here and install the engine the settings' runtime picks
+    (:func:`core.engines.prepare`): conversion and timing happen here, once, not in a visitor's request.
+    A model whose engine fails to build keeps serving fp32: a faster path is never worth a broken one."""
+    names = [n for n in names if is_available(get_record(n))]
+    engines.schedule(names)
+    for name in names:
+        model = load(name)
+        try:
+            fast = engines.prepare(name, model, settings().runtime)
+        except Exception:  # noqa: BLE001 (a converter's failure of any kind)
+            _log.exception("%s: no faster engine, serving PyTorch fp32", name)
+            engines.settle(name, "eager")
+            continue
+        _model_cache().put(f"{name}@{pick_device()}", fast)
 
 
 def is_loaded(name: str) -> bool:

@@ -148,6 +148,10 @@ class ModelRecord:
     class_colors: tuple[tuple[int, int, int], ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)  # {"dataset": "CamVid val", "mIoU": 0.5, ...}
     card: str | None = None  # model card file in weights/cards/
+    #: Engines besides PyTorch fp32 that keep this model's answers (core.engines; tests/test_engines.py checks
+    #: them on real frames), and the part they run: "" the whole network, else a dotted submodule path.
+    engines: tuple[str, ...] = ()
+    engine_part: str = ""
 
     def normalize(self, rgb01: torch.Tensor) -> torch.Tensor:
         """Bx3xHxW RGB in [0, 1] -> the network's input (channel order, range, mean/std of this record)."""

@@ -28,6 +28,9 @@ register(ModelRecord(
     # The detector's own transform normalises (Caffe mean, 0-255, BGR inside the backbone).
     input_size=(360, 480),
     class_names=INSTANCE_CLASSES,
+    # The engines run the frozen encoder only; the heads, RoI Align and NMS stay PyTorch fp32.
+    engines=("openvino-bf16", "bf16", "openvino"),
+    engine_part="backbone.encoder",
 ))
 
 # torchvision's COCO models: the production defaults where their files are at hand or downloadable.

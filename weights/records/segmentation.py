@@ -27,10 +27,11 @@ register(ModelRecord(
                 "(at 320x240, then 480x360), fp16.",
     **released("enet-camvid"),
     **{**_CAMVID, "input_size": (360, 480)},
+    engines=("openvino", "bf16", "openvino-bf16"),
 ))
 
 
-def _register_frozen_vgg19(name: str, builder: str, description: str) -> None:
+def _register_frozen_vgg19(name: str, builder: str, description: str, engines: tuple[str, ...]) -> None:
     """FCN-8s, SegNet and U-Net on the frozen ImageNet VGG-19: each ships only what it trained; the encoder
     is the vgg19-caffe file, resolved like any weights, and takes Caffe's input convention."""
     register(ModelRecord(
@@ -47,6 +48,7 @@ def _register_frozen_vgg19(name: str, builder: str, description: str) -> None:
         mean=(103.939, 116.779, 123.68),
         std=(1.0, 1.0, 1.0),
         **_CAMVID,
+        engines=engines,
     ))
 
 
@@ -54,16 +56,20 @@ _register_frozen_vgg19(
     "fcn8s-vgg19-camvid", "core.segmentation.fcn:fcn8s_vgg19_frozen",
     "FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
     "only the head is shipped (fp16), trained on CamVid by `python -m core.segmentation train-frozen`.",
+    ("openvino-bf16", "openvino"),  # PyTorch's bf16 autocast changes 0.6 % of its labels
 )
 
 _register_frozen_vgg19(
     "segnet-vgg19-camvid", "core.segmentation.segnet:segnet_vgg19_frozen",
     "SegNet's decoder (13 convs with BN, upsampling by max-unpooling with the encoder's pooling indices) "
     "on the frozen ImageNet VGG-19 from vgg19-caffe; only the decoder is shipped (4-bit palettised).",
+    # None: OpenVINO's max-unpooling with indices changes 4 % of the labels at 640x384, bf16 autocast 0.5 %.
+    (),
 )
 
 _register_frozen_vgg19(
     "unet-vgg19-camvid", "core.segmentation.unet:unet_vgg19_frozen",
     "U-Net decoder (upsample, concatenate the skip, two 3x3 convs, at strides 8..1) on the frozen "
     "ImageNet VGG-19 (its block-end ReLU taps) from vgg19-caffe; only the decoder is shipped (4-bit palettised).",
+    ("openvino-bf16", "openvino"),  # PyTorch's bf16 autocast changes 0.6 % of its labels
 )

@@ -1,0 +1,327 @@
+"""Engines that run a trained network faster on a CPU with the same answers: PyTorch fp32, bf16 autocast, OpenVINO.
+
+A model's record lists the engines that keep its answers (``ModelRecord.engines``: checked on real CamVid
+frames by ``tests/test_engines.py`` and ``bench/engines.py``) and the part of the model they run
+(``engine_part``: the whole network, or Mask R-CNN's VGG-19 encoder). On a host, ``auto`` takes among those
+the engines the CPU supports (bf16 needs AMX or AVX512-BF16; OpenVINO needs its package) the fastest one
+*by measurement*: each candidate is timed against fp32 on the model's working size, once per host, and the
+choice is kept on disk with the converted OpenVINO model. An operator forces one engine with ``--runtime``.
+
+Conversion and timing cost seconds to a minute per model, so they never run inside a visitor's request:
+:func:`prepare` runs in a background thread when the app starts (and ``python -m core.engines prepare`` does
+it ahead), and a model that is not prepared yet is served by fp32 PyTorch meanwhile. :func:`described`
+says which engine served a model, so each panel can say it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+#: ``eager`` is PyTorch fp32; ``bf16`` PyTorch under bf16 autocast (channels_last); ``openvino`` OpenVINO in
+#: fp32 and ``openvino-bf16`` OpenVINO with bf16 inference precision (on AMX its default).
+ENGINES = ("eager", "bf16", "openvino", "openvino-bf16")
+RUNTIMES = ("auto", *ENGINES)
+LABELS = {"eager": "PyTorch fp32", "bf16": "PyTorch bf16 autocast", "openvino": "OpenVINO fp32",
+          "openvino-bf16": "OpenVINO bf16"}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 in hardware (AMX tiles or AVX512-BF16); elsewhere bf16 is emulated and slower."""
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def supported(engine: str, device: torch.device) -> bool:
+    """Whether ``engine`` can run on ``device`` of this host (every engine but ``eager`` is CPU-only)."""
+    if engine == "eager":
+        return True
+    if device.type != "cpu":
+        return False
+    if engine.endswith("bf16") and not cpu_has_bf16():
+        return False
+    return not engine.startswith("openvino") or importlib.util.find_spec("openvino") is not None
+
+
+def _to_float(out):
+    if isinstance(out, torch.Tensor):
+        return out.float()
+    return type(out)(_to_float(o) for o in out)
+
+
+class Accelerated(nn.Module):
+    """A module run by another engine; keeps the original (its parameters, device and size stay visible)."""
+
+    def __init__(self, module: nn.Module, engine: str):
+        super().__init__()
+        self.module = module
+        self.engine = engine
+        self.stride = getattr(module, "stride", None)  # segmentation's run_padded pads to it
+
+
+class Bf16Autocast(Accelerated):
+    """``module`` under bf16 autocast in channels_last memory; outputs back in fp32 for the fp32 code after it."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__(module.to(memory_format=torch.channels_last), "bf16")
+
+    def forward(self, x: torch.Tensor):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return _to_float(self.module(x.contiguous(memory_format=torch.channels_last)))
+
+
+class OpenVINOModel(Accelerated):
+    """An OpenVINO compiled model with ``module``'s call: Bx3xHxW fp32 tensor -> tensor, or list of tensors."""
+
+    def __init__(self, module: nn.Module, compiled, engine: str, returns_list: bool):
+        super().__init__(module, engine)
+        self._compiled = compiled
+        self._returns_list = returns_list
+
+    def forward(self, x: torch.Tensor):
+        # An infer request per call: one compiled model serves concurrent requests, a shared request would not.
+        request = self._compiled.create_infer_request()
+        request.infer([x.detach().float().contiguous().numpy()])
+        outs = [torch.from_numpy(request.get_output_tensor(i).data.copy())
+                for i in range(len(self._compiled.outputs))]
+        return outs if self._returns_list else outs[0]
+
+
+def cache_dir() -> Path:
+    """Converted models and per-host choices: ``CVHUB_CACHE_DIR``/engines, else ~/.cache/cvhub/engines."""
+    base = os.environ.get("CVHUB_CACHE_DIR")
+    root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cvhub"
+    return root.expanduser() / "engines"
+
+
+def _state_digest(module: nn.Module) -> str:
+    """sha256 over a module's tensors: a converted model is reused only for exactly these weights."""
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _host_key() -> str:
+    """Measurements hold for one CPU, core count and set of library versions."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    ov = _openvino_version()
+    return f"{cpu} x{os.cpu_count()} torch {torch.__version__} openvino {ov}"
+
+
+def _openvino_version() -> str:
+    if importlib.util.find_spec("openvino") is None:
+        return "none"
+    import openvino  # noqa: PLC0415 (optional: only hosts that installed it)
+    return openvino.__version__
+
+
+def convert_openvino(module: nn.Module, example: torch.Tensor, engine: str, *, stride: int, key: str):
+    """``module`` as an OpenVINO compiled model taking any batch and any H, W multiple of ``stride``.
+
+    Exported with ``torch.export`` (dynamic batch, height and width: ``example`` needs a batch of at least 2,
+    since export fixes sizes of 1), converted, saved as IR under :func:`cache_dir` by ``key``, so a restart
+    compiles the saved IR instead of converting again.
+    """
+    import openvino as ov  # noqa: PLC0415 (optional: only hosts that installed it)
+
+    path = cache_dir() / f"{key}.xml"
+    if not path.exists():
+        batch = torch.export.Dim("batch", min=1, max=64)
+        h, w = torch.export.Dim("h", min=1, max=512), torch.export.Dim("w", min=1, max=512)
+        exported = torch.export.export(module, (example,), dynamic_shapes=({0: batch, 2: stride * h, 3: stride * w},))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")
+        ov.save_model(ov.convert_model(exported), tmp)
+        tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+        tmp.replace(path)
+    precision = "bf16" if engine == "openvino-bf16" else "f32"
+    return ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                      "PERFORMANCE_HINT": "LATENCY"})
+
+
+def accelerate(module: nn.Module, engine: str, example: torch.Tensor, *, stride: int = 32, key: str = "") -> nn.Module:
+    """``module`` run by ``engine`` (``eager`` returns it unchanged). ``example``: an input of the working size."""
+    if engine == "eager":
+        return module
+    if engine == "bf16":
+        return Bf16Autocast(module)
+    if engine in ("openvino", "openvino-bf16"):
+        with torch.no_grad():
+            returns_list = not isinstance(module(example[:1]), torch.Tensor)
+        batch = example.expand(2, *example.shape[1:]).contiguous()
+        key = f"{key or type(module).__name__}-{_state_digest(module)}-ov{_openvino_version()}"
+        return OpenVINOModel(module, convert_openvino(module, batch, engine, stride=stride, key=key), engine,
+                             returns_list)
+    raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+
+
+@torch.no_grad()
+def time_ms(fn, x: torch.Tensor, *, repeats: int = 3) -> float:
+    """Median wall time of ``fn(x)`` in ms after one warm-up call."""
+    fn(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
+def fastest(candidates: dict[str, nn.Module], x: torch.Tensor, *, rounds: int = 3) -> tuple[str, dict[str, float]]:
+    """(name of the fastest, ms of each) over ``rounds`` interleaved rounds: a busy host slows all alike."""
+    ms: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, module in candidates.items():
+            ms[name].append(time_ms(module, x, repeats=1))
+    median = {name: sorted(v)[len(v) // 2] for name, v in ms.items()}
+    return min(median, key=median.get), median
+
+
+# --- which engine serves a model on this host --------------------------------------------------------------------
+
+_lock = threading.Lock()
+_prepared: dict[str, str] = {}  # model name -> engine installed in the cached model
+_pending: set[str] = set()  # names a background thread will prepare
+
+
+def _choices_path() -> Path:
+    digest = hashlib.sha256(_host_key().encode()).hexdigest()[:12]
+    return cache_dir() / f"choices-{digest}.json"
+
+
+def _load_choices() -> dict:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(_choices_path().read_text())
+    return {}
+
+
+def _save_choice(name: str, engine: str, ms: dict[str, float]) -> None:
+    path = _choices_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock:
+        choices = _load_choices()
+        choices[name] = {"engine": engine, "ms": {k: round(v, 1) for k, v in ms.items()}, "host": _host_key()}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(choices, indent=1))
+        tmp.replace(path)
+
+
+def _part(model: nn.Module, dotted: str) -> tuple[nn.Module, str, nn.Module]:
+    """(parent, attribute, the part) for a dotted path inside ``model``; "" is the whole model."""
+    if not dotted:
+        return model, "", model
+    *parents, attribute = dotted.split(".")
+    parent = model
+    for name in parents:
+        parent = getattr(parent, name)
+    return parent, attribute, getattr(parent, attribute)
+
+
+def _example(record, model: nn.Module, stride: int) -> torch.Tensor:
+    h, w = record.input_size or (360, 480)
+    h, w = -(-h // stride) * stride, -(-w // stride) * stride
+    device = next(model.parameters()).device
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def prepare(name: str, model: nn.Module, runtime: str = "auto") -> nn.Module:
+    """``model`` with the engine ``runtime`` asks for installed: the module to serve ``name`` with from now on.
+
+    ``auto``: the choice measured earlier on this host, else each supported candidate is converted and timed
+    against fp32, and the fastest is saved and installed. A forced engine that the record does not list (it
+    would change the answers) or that this host cannot run leaves fp32, with a log line.
+    """
+    from weights import get_record  # noqa: PLC0415 (the registry imports this module)
+
+    device = next(model.parameters()).device
+    candidates = [e for e in get_record(name).engines if supported(e, device)]
+    if runtime not in ("auto", "eager", *candidates):
+        log.warning("%s: runtime %s is not among this model's engines on this host (%s); serving fp32",
+                    name, runtime, ", ".join(candidates) or "none")
+        runtime = "eager"
+    chosen = runtime
+    if runtime == "auto":
+        saved = _load_choices().get(name, {}).get("engine")  # ignored if the record has since dropped it
+        chosen = saved if saved in ("eager", *candidates) else _measure(name, model, candidates) if candidates \
+            else "eager"
+    return install(name, model, chosen)
+
+
+def _where(name: str, model: nn.Module):
+    """(record, parent, attribute, part, example input, stride) of the part of ``model`` an engine runs."""
+    from weights import get_record  # noqa: PLC0415 (the registry imports this module)
+
+    record = get_record(name)
+    parent, attribute, part = _part(model, record.engine_part)
+    stride = getattr(model, "stride", None) or 32
+    return record, parent, attribute, part, _example(record, part, stride), stride
+
+
+def _measure(name: str, model: nn.Module, candidates: list[str]) -> str:
+    """Time each candidate against fp32 on the model's working size; save and return the fastest."""
+    record, _, _, part, example, stride = _where(name, model)
+    key = f"{name}-{record.engine_part or 'model'}"
+    built = {e: accelerate(part, e, example, stride=stride, key=key) for e in candidates}
+    chosen, ms = fastest({"eager": part, **built}, example)
+    _save_choice(name, chosen, ms)
+    log.info("%s: %s chosen on this host (%s)", name, chosen, ", ".join(f"{e} {v:.0f} ms" for e, v in ms.items()))
+    return chosen
+
+
+def install(name: str, model: nn.Module, engine: str) -> nn.Module:
+    """``model`` run by ``engine`` (any engine, listed by the record or not: the bench compares them all).
+
+    An engine for a part (``record.engine_part``) replaces that submodule in ``model``, which is returned;
+    one for the whole model wraps it. Converted models are cached on disk, so this costs seconds, not minutes,
+    after the first time on a host.
+    """
+    record, parent, attribute, part, example, stride = _where(name, model)
+    fast = accelerate(part, engine, example, stride=stride, key=f"{name}-{record.engine_part or 'model'}")
+    settle(name, engine)
+    if not attribute:
+        return fast
+    setattr(parent, attribute, fast)
+    return model
+
+
+def reinstall(name: str, model: nn.Module) -> nn.Module:
+    """A freshly loaded ``model`` with the engine :func:`prepare` chose for it earlier in this process (a model
+    the cache evicted and loads again); unchanged when none was prepared."""
+    engine = _prepared.get(name, "eager")
+    return model if engine == "eager" else prepare(name, model, engine)
+
+
+def described(name: str) -> str:
+    """Which engine serves ``name`` now, for the panels: e.g. "OpenVINO bf16"."""
+    engine = _prepared.get(name)
+    if engine is None and name in _pending:
+        return f"{LABELS['eager']} (a faster engine is being prepared)"
+    return LABELS[engine or "eager"]
+
+
+def settle(name: str, engine: str) -> None:
+    """Record that ``engine`` serves ``name`` (fp32 after a failed conversion)."""
+    _prepared[name] = engine
+    _pending.discard(name)
+
+
+def schedule(names) -> None:
+    """Mark ``names`` as being prepared (the app's background thread), so the panels say so meanwhile."""
+    _pending.update(names)

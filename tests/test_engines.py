@@ -1,0 +1,100 @@
+"""Faster engines keep the answers: every engine a record lists, on this host, labels real CamVid val frames as
+PyTorch fp32 does (>= 99.5 % of pixels), and Mask R-CNN finds the same objects; the choice is per host."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou
+
+import weights
+from core import engines
+from core.segmentation.data import load_pairs, pair_files
+from core.segmentation.predict import segment_as_recorded
+
+FRAMES = 4
+SEGMENTATION = [n for n in weights.list_models("segmentation") if weights.get_record(n).engines]
+
+
+@pytest.fixture(autouse=True)
+def engine_cache(tmp_path_factory, monkeypatch):
+    """Converted models and choices in one folder for the session's tests, not in the user's cache."""
+    monkeypatch.setenv("CVHUB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cvhub-cache"))
+
+
+@pytest.fixture(scope="module")
+def frames(shared):
+    camvid = shared / "data" / "camvid"
+    return load_pairs(pair_files(camvid / "val", camvid / "valannot")[:FRAMES]).images.float() / 255  # Bx3x360x480
+
+
+def _engines_here(name: str) -> list[str]:
+    return [e for e in weights.get_record(name).engines if engines.supported(e, torch.device("cpu"))]
+
+
+def test_bf16_and_openvino_run_on_this_host():
+    """The host CI runs on has the hardware and package the engines need: the checks below are not vacuous."""
+    assert engines.cpu_has_bf16()
+    assert all(engines.supported(e, torch.device("cpu")) for e in engines.ENGINES)
+
+
+@pytest.mark.parametrize("name", SEGMENTATION)
+def test_each_listed_engine_gives_the_same_labels_on_real_frames(name, frames, shared_weights):
+    record = weights.get_record(name)
+    eager = weights.create(name)
+    expected = segment_as_recorded(eager, record, frames)
+    for engine in _engines_here(name):
+        fast = engines.prepare(name, weights.create(name), engine)
+        assert isinstance(fast, engines.Accelerated) and fast.engine == engine
+        same = (segment_as_recorded(fast, record, frames) == expected).float().mean().item()
+        assert same >= 0.995, (name, engine, same)
+
+
+def test_openvino_would_change_segnets_answers_so_its_record_leaves_it_out(frames, shared_weights):
+    """Why SegNet lists no engine: converted for any size, OpenVINO's max-unpooling with indices labels a
+    frame of another size than the conversion's example differently."""
+    record = weights.get_record("segnet-vgg19-camvid")
+    assert record.engines == ()
+    eager = weights.create(record.name)
+    fast = engines.accelerate(weights.create(record.name), "openvino", torch.rand(1, 3, 256, 320), key="segnet-test")
+    x = record.normalize(F.interpolate(frames[:1], size=(384, 640), mode="bilinear"))
+    with torch.no_grad():
+        same = (fast(x).argmax(1) == eager(x).argmax(1)).float().mean().item()
+    assert same < 0.995  # the bar every listed engine clears
+
+
+def test_maskrcnn_encoder_engines_find_the_same_objects(frames, shared_weights):
+    name = "maskrcnn-vgg19-camvid"
+    with torch.no_grad():
+        expected = weights.create(name)(list(frames[:2]))
+    assert sum(len(e["boxes"]) for e in expected) >= 3  # real objects to compare, not two empty lists
+    for engine in _engines_here(name):
+        model = engines.prepare(name, weights.create(name), engine)
+        assert isinstance(model.backbone.encoder, engines.Accelerated)
+        with torch.no_grad():
+            got = model(list(frames[:2]))
+        for e, g in zip(expected, got):
+            keep_e, keep_g = e["scores"] > 0.5, g["scores"] > 0.5
+            assert keep_e.sum() == keep_g.sum(), (engine, e["scores"], g["scores"])
+            assert torch.equal(e["labels"][keep_e], g["labels"][keep_g])
+            iou = box_iou(e["boxes"][keep_e], g["boxes"][keep_g]).diagonal()
+            assert (iou > 0.9).all(), (engine, iou)
+
+
+def test_auto_measures_once_per_host_then_reuses_the_choice(monkeypatch, shared_weights):
+    name = "enet-camvid"
+    timed = []
+    real = engines.fastest
+    monkeypatch.setattr(engines, "fastest", lambda c, x, **k: timed.append(sorted(c)) or real(c, x, rounds=1))
+    first = engines.prepare(name, weights.create(name), "auto")
+    chosen = engines._prepared[name]
+    assert timed == [sorted(["eager", *_engines_here(name)])]
+    assert engines._load_choices()[name]["engine"] == chosen
+    again = engines.prepare(name, weights.create(name), "auto")
+    assert len(timed) == 1  # the saved choice, no second measurement
+    assert type(first) is type(again) and engines.described(name) == engines.LABELS[chosen]
+
+
+def test_a_forced_engine_the_record_leaves_out_serves_fp32(shared_weights):
+    model = weights.create("segnet-vgg19-camvid")
+    assert engines.prepare("segnet-vgg19-camvid", model, "openvino") is model
+    assert engines.described("segnet-vgg19-camvid") == "PyTorch fp32"
