@@ -322,6 +322,11 @@ def settle(name: str, engine: str) -> None:
     _pending.discard(name)
 
 
+def is_known(name: str) -> bool:
+    """Whether ``name``'s engine is settled or being prepared."""
+    return name in _prepared or name in _pending
+
+
 def schedule(names) -> None:
     """Mark ``names`` as being prepared (the app's background thread), so the panels say so meanwhile."""
     _pending.update(names)

@@ -17,8 +17,12 @@ SEGMENTATION = [n for n in weights.list_models("segmentation") if weights.get_re
 
 @pytest.fixture(autouse=True)
 def engine_cache(tmp_path_factory, monkeypatch):
-    """Converted models and choices in one folder for the session's tests, not in the user's cache."""
+    """Converted models and choices in one folder for the session's tests, not in the user's cache; what each
+    test installs stays in it (other tests load the models fp32 from a cache of their own)."""
     monkeypatch.setenv("CVHUB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cvhub-cache"))
+    monkeypatch.setattr(engines, "_prepared", {})
+    monkeypatch.setattr(engines, "_pending", set())
+    monkeypatch.setattr(weights, "_cache", None)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +102,14 @@ def test_a_forced_engine_the_record_leaves_out_serves_fp32(shared_weights):
     model = weights.create("segnet-vgg19-camvid")
     assert engines.prepare("segnet-vgg19-camvid", model, "openvino") is model
     assert engines.described("segnet-vgg19-camvid") == "PyTorch fp32"
+
+
+def test_the_app_prepares_an_engine_and_serves_the_model_with_it(monkeypatch, shared_weights):
+    """What the app's start-up thread does (weights.prepare_engines), then a request's weights.load."""
+    from core import runtime  # noqa: PLC0415
+
+    monkeypatch.setattr(runtime, "_settings", runtime.Settings.from_env({}, weights_dir=str(shared_weights)))
+    weights.prepare_engines(["enet-camvid"])
+    served = weights.load("enet-camvid")
+    assert isinstance(served, engines.Accelerated) and served.engine == engines._prepared["enet-camvid"]
+    assert engines.described("enet-camvid") == engines.LABELS[served.engine] != engines.LABELS["eager"]

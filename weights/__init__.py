@@ -7,6 +7,7 @@ kept in a bounded cache so each model loads once per process.
 from __future__ import annotations
 
 import logging
+import threading
 
 from core import engines
 from core.runtime import ModelCache, pick_device, settings
@@ -43,9 +44,22 @@ def _model_cache() -> ModelCache:
 
 
 def load(name: str):
-    """The model ``name`` on the configured device, created on first use and cached."""
+    """The model ``name`` on the configured device, created on first use and cached.
+
+    A model with faster engines that no one has prepared yet (its files arrived after start-up, by a first
+    use's download) gets them prepared in a background thread: this request and those until it is done are
+    served fp32.
+    """
     device = pick_device()
-    return _model_cache().get(f"{name}@{device}", lambda: engines.reinstall(name, create(name, device=device)))
+
+    def build():
+        model = engines.reinstall(name, create(name, device=device))
+        if get_record(name).engines and settings().runtime != "eager" and not engines.is_known(name):
+            engines.schedule([name])
+            threading.Thread(target=prepare_engines, args=([name],), name=f"prepare-{name}", daemon=True).start()
+        return model
+
+    return _model_cache().get(f"{name}@{device}", build)
 
 
 def prepare_engines(names) -> None:
@@ -53,6 +67,8 @@ def prepare_engines(names) -> None:
     (:func:`core.engines.prepare`): conversion and timing happen here, once, not in a visitor's request.
     A model whose engine fails to build keeps serving fp32: a faster path is never worth a broken one."""
     names = [n for n in names if is_available(get_record(n))]
+    if settings().runtime == "eager":
+        return
     engines.schedule(names)
     for name in names:
         model = load(name)
