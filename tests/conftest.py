@@ -18,6 +18,9 @@ SHARED = REPO.parent / "shared"
 # Tests run offline: no weight is downloaded or rebuilt from the internet (the app started by `running_app`
 # inherits this too). The tests of the download paths lift it for themselves, with stand-in servers on 127.0.0.1.
 os.environ["CVHUB_OFFLINE"] = "1"
+# The app and the CLIs the tests start serve PyTorch fp32: converting and timing the faster engines at start-up
+# would double their run time. tests/test_engines.py checks the engines and the app's way of preparing them.
+os.environ["CVHUB_RUNTIME"] = "eager"
 
 
 @pytest.fixture(scope="session")
@@ -40,26 +43,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def running_app(shared):
-    """The real app (`python app.py`) on a free port, as a user starts it; yields its URL."""
+def start_app(command: list[str], env: dict[str, str], log) -> tuple[subprocess.Popen, str]:
+    """Run ``command`` (the app, plus ``--port`` added here) from the repository on a free port until its page
+    answers; -> (the process, its URL). ``log`` takes its output (a file, or subprocess.DEVNULL)."""
     port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    log = open(REPO / ".pytest_cache" / "app.log", "w") if (REPO / ".pytest_cache").is_dir() else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port), "--device", "cpu", "--weights-dir", str(shared / "weights")],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    proc = subprocess.Popen([*command, "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
     while True:
-        assert proc.poll() is None, "the app exited during start-up (see .pytest_cache/app.log)"
+        if proc.poll() is not None:
+            raise AssertionError(f"the app exited during start-up (status {proc.returncode}; see its log)")
         try:
             urllib.request.urlopen(url, timeout=2)
-            break
+            return proc, url
         except OSError:
-            assert time.monotonic() < deadline, "the app did not answer within 120 s"
+            if time.monotonic() > deadline:
+                proc.terminate()
+                raise AssertionError("the app did not answer within 120 s") from None
             time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def running_app(shared):
+    """The real app (`python app.py`) on a free port, as a user starts it; yields its URL."""
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    log = open(REPO / ".pytest_cache" / "app.log", "w") if (REPO / ".pytest_cache").is_dir() else subprocess.DEVNULL
+    proc, url = start_app([sys.executable, "app.py", "--device", "cpu", "--weights-dir", str(shared / "weights")],
+                          env, log)
     yield url
     proc.terminate()
     proc.wait(timeout=30)

