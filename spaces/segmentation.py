@@ -19,7 +19,15 @@ from core.runtime import pick_device, settings
 from core.segmentation.overlay import class_shares, overlay
 from core.segmentation.predict import segment_as_recorded, working_scale
 from core.segmentation.speed import ms_per_frame, parameter_count
-from spaces.common import UploadImage, bundled_example, grouped_batch, load_model_announced, read_image, user_errors
+from spaces.common import (
+    WALL_TIME,
+    UploadImage,
+    bundled_example,
+    grouped_batch,
+    load_model_announced,
+    read_image,
+    user_errors,
+)
 
 TITLE = "Segmentation"
 SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet, FCN-8s, SegNet and U-Net trained by the project, "
@@ -77,8 +85,11 @@ def _as_tensor(image) -> torch.Tensor:
     return to_tensor(image)[None]
 
 
-def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float]):
-    """Bx3xHxW (same model, same size: one forward pass) -> B x (overlay PIL, legend html, info markdown)."""
+def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes: list[str]):
+    """Bx3xHxW (same model, same size: one forward pass) -> B x (overlay PIL, legend html, info markdown).
+
+    ``notes``: per image, what reading its upload changed (said in its info text).
+    """
     warm = weights.is_loaded(name)
     model, trained = _model(name)
     if not trained:
@@ -96,12 +107,13 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float]):
     h, w = rgb01.shape[-2:]
     s = working_scale(record.input_size, (h, w))
     info = (f"**{name}**: {ms:.0f} ms per frame for this {w}x{h} image on {device.type}"
-            f"{f' (batch of {len(x)})' if len(x) > 1 else ''}, network input {round(w * s)}x{round(h * s)}, "
-            f"{parameter_count(model) / 1e6:.2f} M parameters, CamVid val mIoU {_val_miou(record)} %.")
+            f"{f' (batch of {len(x)})' if len(x) > 1 else ''} ({WALL_TIME}), network input "
+            f"{round(w * s)}x{round(h * s)}, {parameter_count(model) / 1e6:.2f} M parameters, "
+            f"CamVid val mIoU {_val_miou(record)} %.")
     results = []
-    for i, opacity in enumerate(opacities):
+    for i, (opacity, note) in enumerate(zip(opacities, notes)):
         shown = overlay(x[i : i + 1], labels[i : i + 1], record.class_colors, opacity)[0].cpu()
-        results.append((to_pil(shown), legend_html(record, shares[i]), info))
+        results.append((to_pil(shown), legend_html(record, shares[i]), f"{info}\n\n{note}" if note else info))
     return results
 
 
@@ -114,16 +126,18 @@ def segment_batch(images: list, names: list, opacities: list):
     return grouped_batch(
         images, lambda k, image: (names[k], image.size),
         lambda group, members, loaded: _segment_group(
-            group[0], torch.cat([_as_tensor(image) for image in loaded]), [float(opacities[k]) for k in members]),
+            group[0], torch.cat([_as_tensor(image.image) for image in loaded]), [float(opacities[k]) for k in members],
+            [image.note for image in loaded]),
         what="image", max_side=MAX_SIDE, failed=lambda error: (None, "", f"⚠ {error}"))
 
 
 @user_errors
 def compare(image, names, opacity):
-    """Every chosen model on the same image: overlays side by side and a table of ms/frame, parameters, val mIoU."""
+    """Every chosen model on the same image: overlays side by side, a table of ms/frame, parameters, val mIoU, and
+    a note on what the times measure."""
     if not names:
         raise UserError("Tick at least one model to compare.")
-    loaded = read_image(image, what="image", max_side=MAX_SIDE)
+    loaded = read_image(image, what="image", max_side=MAX_SIDE, inline_notes=True)
     rgb01 = _as_tensor(loaded.image)
     h, w = rgb01.shape[-2:]
     gallery, rows = [], []
@@ -140,7 +154,14 @@ def compare(image, names, opacity):
                             f"{name}: {ms:.0f} ms / frame"))
         rows.append([name, round(ms, 1), f"{parameter_count(model) / 1e6:.2f} M", _val_miou(record),
                      f"{round(w * s)}x{round(h * s)}", "yes" if trained else "no weights shipped: speed and size only"])
-    return gallery, rows
+    note = f"Times: the median of 3 runs per model, {WALL_TIME}; compare models within one table. {loaded.note}"
+    return gallery, rows, note.strip()
+
+
+#: Two a row on a phone (four would be 80 px each), and captions that wrap instead of cutting off the time.
+_GALLERY_CSS = ("<style>@media (max-width: 640px) {#seg-compare-gallery .grid-container "
+                "{grid-template-columns: repeat(2, minmax(100px, 1fr)) !important}} "
+                "#seg-compare-gallery .caption-label {white-space: normal; max-width: 95%}</style>")
 
 
 def example_images() -> list[str]:
@@ -160,15 +181,16 @@ def build() -> None:
     default = "enet-camvid" if "enet-camvid" in trained else (trained[0] if trained else None)
     with gr.Row():
         with gr.Column():
-            image = UploadImage(label="Street scene (or any photo)")
+            image = UploadImage(label="Street scene (or any photo)", elem_id="seg-photo")
             model = gr.Dropdown(trained, value=default, label="Model")
             opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
-            run = gr.Button("Segment", variant="primary")
-            gr.Examples(example_images(), inputs=image)
+            run = gr.Button("Segment", variant="primary", elem_id="seg-button")
         with gr.Column():
-            shown = gr.Image(label="Classes over the photo", type="pil", format="png")
+            shown = gr.Image(label="Classes over the photo", type="pil", format="png", elem_id="seg-result")
             info = gr.Markdown()
             legend = gr.HTML(label="Legend and pixel share")
+    # Below both columns: on a phone, where the columns stack, the result comes right after the button.
+    gr.Examples(example_images(), inputs=image)
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     run.click(segment_batch, [image, model, opacity], [shown, legend, info], api_name="segment", **batch)
     opacity.release(segment_batch, [image, model, opacity], [shown, legend, info], api_visibility="private", **batch)
@@ -178,9 +200,14 @@ def build() -> None:
         lecture_pair = [n for n in ("enet-camvid", "segnet-vgg19-camvid") if n in all_models]
         chosen = gr.CheckboxGroup(all_models, value=lecture_pair,
                                   label="Models (untrained architectures are timed with random weights)")
-        compare_btn = gr.Button("Compare")
-        gallery = gr.Gallery(label="Predictions", columns=2, height="auto")
+        compare_btn = gr.Button("Compare", elem_id="seg-compare-button")
+        # All four models in one row, whole (not cropped to squares), with their captions: the gallery grows to fit
+        # them instead of scrolling inside a fixed box ("auto" is Gradio's 450 px box).
+        gr.HTML(_GALLERY_CSS)
+        gallery = gr.Gallery(label="Predictions", columns=4, height="fit-content", object_fit="contain",
+                             elem_id="seg-compare-gallery")
         table = gr.Dataframe(headers=["model", "ms / frame", "parameters", "val mIoU %", "network input", "trained"],
                              label="Speed on this host, size and accuracy", interactive=False)
-        compare_btn.click(compare, [image, chosen, opacity], [gallery, table], api_name="compare_segmentation",
-                          concurrency_limit=1)
+        timing = gr.Markdown(elem_id="seg-compare-note")
+        compare_btn.click(compare, [image, chosen, opacity], [gallery, table, timing],
+                          api_name="compare_segmentation", concurrency_limit=1)

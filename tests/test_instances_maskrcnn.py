@@ -8,7 +8,7 @@ from core.datasets.camvid import CAMVID_CLASSES, INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
 from core.instances.evaluate import coco_ap
 from core.instances.maskrcnn import FrozenVGG19Stride8, maskrcnn_vgg19_camvid, trained_state
-from core.instances.predict import Instance, draw
+from core.instances.predict import Instance, distinct, draw, draw_labels, label_size
 from core.instances.train import heads_forward
 
 CAR, PED, ROAD = (CAMVID_CLASSES.index(n) for n in ("Car", "Pedestrian", "Road"))
@@ -112,3 +112,43 @@ def test_bf16_encoder_keeps_the_features():
         approx = backbone.encode(x)
     assert approx.dtype == torch.float32 and approx.shape == exact.shape == (1, 512, 8, 12)
     assert (approx - exact).norm() / exact.norm() < 0.02
+
+
+def test_duplicates_across_classes_are_one_instance_by_hand():
+    """Per-class NMS keeps a cyclist twice: "bicyclist" (rider and bike) and, nested in it, "pedestrian"."""
+    size = (100, 120)
+    bicyclist = [20, 10, 60, 90]
+    rider = [25, 10, 55, 60]          # inside the bicyclist's box: box IoU 0.47, under any usual NMS threshold
+    walker = [70, 20, 90, 80]         # beside it, another class: kept
+    child = [30, 12, 50, 40]          # a bicyclist nested in the bicyclist: same class, left to the detector's NMS
+    boxes = torch.tensor([bicyclist, rider, walker, child], dtype=torch.float32)
+    masks = torch.stack([_box_mask(b, size) for b in (bicyclist, rider, walker, child)])
+    scores = torch.tensor([0.9, 0.6, 0.8, 0.5])
+    labels = torch.tensor([3, 2, 2, 3])
+    assert distinct(boxes, scores, labels, masks).tolist() == [0, 2, 3]
+    # The better-scored one stays, whichever it is.
+    assert distinct(boxes[:3], torch.tensor([0.5, 0.9, 0.8]), labels[:3], masks[:3]).tolist() == [1, 2]
+    # Without masks (Keypoint R-CNN): class-agnostic NMS on the boxes only, at IoU 0.7.
+    same_box = torch.tensor([[0, 0, 50, 50], [1, 1, 50, 50], [0, 0, 50, 30]], dtype=torch.float32)
+    assert distinct(same_box, torch.tensor([0.6, 0.9, 0.8]), torch.tensor([1, 2, 1])).tolist() == [1, 2]
+
+
+def test_labels_grow_with_the_picture_and_do_not_cover_each_other():
+    assert label_size(360, 480) == 13 and label_size(960, 1280) == 34 and label_size(40, 50) == 12
+
+    def label_rows(height, width):
+        image = torch.zeros(3, height, width, dtype=torch.uint8)
+        box = (width * 0.2, height * 0.5, width * 0.6, height * 0.9)
+        out = draw(image, [Instance("pedestrian", 0.9, box)], masks=False)
+        column = out[:, : int(box[1]) - 1, int(box[0]) + 2]  # above the box: the label's patch
+        return int((column.sum(0) > 0).sum())
+
+    small, large = label_rows(360, 480), label_rows(960, 1280)
+    assert 13 <= small < 24 and 34 <= large < 60 and large > 2 * small
+    # Two objects with nearly the same corner: the second label moves below the first instead of covering it.
+    black = torch.zeros(3, 200, 300, dtype=torch.uint8)
+    red, blue = (255, 0, 0), (0, 0, 255)
+    out = draw_labels(black, [(50, 100, 150, 190), (52, 102, 150, 190)], ["car 0.90", "car 0.80"], [red, blue], 20)
+    red_px = int(((out[0] == 255) & (out[2] == 0)).sum())
+    blue_px = int(((out[2] == 255) & (out[0] == 0)).sum())
+    assert red_px > 0.6 * blue_px and blue_px > 0.6 * red_px  # both patches whole (the text is drawn on each)

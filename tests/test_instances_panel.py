@@ -3,7 +3,10 @@
 import json
 import subprocess
 import sys
+import threading
+import time
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -13,10 +16,12 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 import weights
-from core.errors import UserError
+from core.errors import MissingWeights, UserError
 from core.images import load_image, to_tensor
 from core.instances.camvid import instances_from_labels
-from spaces import instances
+from core.instances.predict import DUPLICATE_INSIDE, detect
+from spaces import common, instances
+from spaces.common import fetch_note
 from tests.conftest import REPO
 
 COLOURS = next(k for k, (layer, _) in instances.FEATURE_MAPS.items() if layer is None)
@@ -165,7 +170,101 @@ def test_online_the_coco_model_is_listed_and_the_first_use_says_what_it_fetches(
         monkeypatch.delenv(flag, raising=False)
     assert "maskrcnn-r50-fpn-v2-coco" in instances.instance_models()
     record = weights.get_record("maskrcnn-r50-fpn-v2-coco")
-    assert instances._fetch_note(record.source) == (
+    assert fetch_note(record.source) == (
         "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (about 186 MB) from download.pytorch.org")
+    assert instances.model_label("maskrcnn-r50-fpn-v2-coco").endswith(", downloads 186 MB on first use")
     monkeypatch.setenv("CVHUB_OFFLINE", "1")
     assert "maskrcnn-r50-fpn-v2-coco" not in instances.instance_models()
+
+
+def _panel_blocks():
+    with gr.Blocks() as demo:
+        instances.build()
+    return {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+
+
+def test_keypoints_are_offered_only_where_a_keypoint_model_can_run(tmp_path, monkeypatch, shared_weights):
+    # Offline (as the tests run) with no Keypoint R-CNN file: no checkbox, one line on how to enable it.
+    blocks = _panel_blocks()
+    assert not blocks["det-keypoints"].visible
+    note = blocks["det-keypoints-note"].value
+    assert "keypointrcnn_resnet50_fpn_coco-fc266e95.pth (about 237 MB) from download.pytorch.org" in note
+    assert note.count("\n") == 0 and "--weights-dir" in note
+    # Online: the model is obtainable, so it is listed, and the checkbox comes with it (only with it).
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for flag in ("CVHUB_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(flag, raising=False)
+    blocks = _panel_blocks()
+    assert "det-keypoints-note" not in blocks
+    assert not blocks["det-keypoints"].visible  # the default model predicts no keypoints
+    assert instances.keypoint_choice("keypointrcnn-r50-fpn-coco")["visible"]
+    assert not instances.keypoint_choice(MODEL)["visible"] and not instances.keypoint_choice(None)["visible"]
+
+
+def test_a_failed_download_is_not_waited_for_again(monkeypatch):
+    record = weights.get_record("keypointrcnn-r50-fpn-coco")
+    attempts = []
+
+    def unreachable(name):
+        attempts.append(name)
+        raise MissingWeights("Model 'keypointrcnn-r50-fpn-coco' needs the weight file ... (the download failed).")
+
+    monkeypatch.setattr(common, "_failed_fetches", {})
+    monkeypatch.setattr(weights, "is_loaded", lambda name: False)
+    monkeypatch.setattr(weights, "to_fetch", lambda rec: [rec.source])
+    monkeypatch.setattr(weights, "load", unreachable)
+    for _ in range(3):
+        with pytest.raises(MissingWeights, match="download failed"):
+            common.load_model_announced(record.name)
+    assert attempts == [record.name]  # the network was tried once, not on every checkbox change
+    monkeypatch.setattr(common, "FETCH_RETRY_S", 0)  # ... until FETCH_RETRY_S have passed
+    with pytest.raises(MissingWeights):
+        common.load_model_announced(record.name)
+    assert len(attempts) == 2
+
+
+def test_only_a_load_that_happens_is_announced(monkeypatch):
+    """Two requests during one slow first load: one "Loading model" toast; none once the model is in memory."""
+    toasts, loaded = [], set()
+
+    def slow_load(name):
+        time.sleep(0.3)
+        loaded.add(name)
+        return name
+
+    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: toasts.append(message))
+    monkeypatch.setattr(weights, "is_loaded", lambda name: name in loaded)
+    monkeypatch.setattr(weights, "to_fetch", lambda record: [])
+    monkeypatch.setattr(weights, "load", slow_load)
+    threads = [threading.Thread(target=common.load_model_announced, args=(MODEL,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    common.load_model_announced(MODEL)
+    assert toasts == [f"Loading model '{MODEL}' (first use; later requests are faster)…"]
+
+
+def test_notes_and_timing_sit_in_the_info_text_not_in_stacked_toasts(tmp_path, monkeypatch, shared_weights):
+    toasts = []
+    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: toasts.append(message))
+    big = tmp_path / "big.png"
+    Image.new("RGB", (2000, 1500), (128, 128, 128)).save(big)
+    for _ in range(3):  # every checkbox change reruns the handler
+        _, _, infos = instances.detect_batch([str(big)], [MODEL], [0.5], [True], [True], [True])
+    assert "downscaled from 2000x1500 to 1280x960" in infos[0] and "wall time on this shared server" in infos[0]
+    assert not [t for t in toasts if "downscaled" in t]
+
+
+def test_one_cyclist_is_one_instance(shared, shared_weights):
+    """CamVid's model finds a cyclist as "bicyclist" and, nested in it, as "pedestrian" (per-class NMS keeps both);
+    the panel shows one instance per object."""
+    model = weights.load(MODEL)
+    image = to_tensor(load_image(shared / "data" / "camvid" / "val" / "0016E5_08143.jpg").image)
+    found = detect(model, weights.get_record(MODEL).class_names, [image], score=0.5)[0]
+    bicyclists = [i for i in found if i.label == "bicyclist"]
+    assert bicyclists
+    for pedestrian in (i for i in found if i.label == "pedestrian"):
+        for bicyclist in bicyclists:
+            shared_pixels = int((pedestrian.mask & bicyclist.mask).sum())
+            assert shared_pixels < DUPLICATE_INSIDE * min(pedestrian.mask_area, bicyclist.mask_area)

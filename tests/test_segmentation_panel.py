@@ -226,8 +226,9 @@ def test_compare_times_trained_and_untrained_models(tmp_path):
                          class_names=record.class_names, class_colors=record.class_colors, input_size=(48, 64)))
     try:
         path = _files(tmp_path)["rgb"]
-        gallery, rows = panel.compare(str(path), ["enet-camvid", "enet-untrained-test"], 0.4)
+        gallery, rows, note = panel.compare(str(path), ["enet-camvid", "enet-untrained-test"], 0.4)
         assert len(gallery) == 1  # only the trained model's prediction is shown
+        assert "wall time on this shared server" in note
         assert [r[0] for r in rows] == ["enet-camvid", "enet-untrained-test"]
         assert all(r[1] > 0 for r in rows) and rows[0][2] == rows[1][2] == "0.36 M"
         assert rows[0][3] == f"{100 * record.metrics['mIoU']:.1f}" and rows[1][3] == "n/a"
@@ -253,3 +254,28 @@ def test_bench_script_reports_every_variant_that_applies(tmp_path):
                                                           (2, "eager"), (2, "channels_last")]
     assert all(r["ms_per_frame"] > 0 and r["params"] < 400_000 for r in rows)
     assert rows[0]["speedup_vs_eager"] == 1.0
+
+
+def test_layout_result_before_examples_and_the_whole_comparison_in_view():
+    """At 390 px the columns stack: the result must come right after the button, the examples after it. The
+    comparison gallery grows to its four pictures (Gradio's "auto" height is a 450 px box that hid two)."""
+    with gr.Blocks() as demo:
+        panel.build()
+    order = list(demo.blocks.values())
+    result = next(i for i, b in enumerate(order) if getattr(b, "elem_id", None) == "seg-result")
+    button = next(i for i, b in enumerate(order) if getattr(b, "elem_id", None) == "seg-button")
+    examples = next(i for i, b in enumerate(order) if type(b).__name__ == "Dataset")
+    assert button < result < examples
+    gallery = next(b for b in order if getattr(b, "elem_id", None) == "seg-compare-gallery")
+    assert gallery.columns == 4 and gallery.height not in (None, "auto") and gallery.object_fit == "contain"
+
+
+def test_notes_and_timing_are_said_beside_the_result_not_as_toasts(tmp_path, monkeypatch):
+    toasts = []
+    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: toasts.append(message))
+    big = tmp_path / "big.png"
+    Image.new("RGB", (2000, 1500), (90, 120, 200)).save(big)
+    for _ in range(3):  # the opacity slider reruns the handler: the note must not stack up
+        _, _, infos = panel.segment_batch([str(big)], ["enet-camvid"], [0.5])
+    assert "downscaled from 2000x1500 to 1280x960" in infos[0] and "wall time on this shared server" in infos[0]
+    assert not [t for t in toasts if "downscaled" in t]

@@ -1,4 +1,6 @@
-"""The style panel alone: layout, the streaming handler on a tiny image, operator caps, bad input."""
+"""The style panel alone: layout, the streaming handler on a tiny image, Stop, operator caps, bad input."""
+
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -33,23 +35,63 @@ def test_panel_builds_with_its_api_and_stop_button():
     with gr.Blocks() as demo:
         panel.build()
     config = demo.get_config_file()
-    names = {d.get("api_name") for d in config["dependencies"]}
-    assert "stylize" in names
-    # the stop button's event cancels the run
-    assert any(d.get("cancels") for d in config["dependencies"])
+    stylize = next(d for d in config["dependencies"] if d.get("api_name") == "stylize")
+    # Stop does not cancel (that put error pills on the image and plot): it asks the run to end after its step.
+    assert not any(d.get("cancels") for d in config["dependencies"])
+    stop_fn = next(fn for fn in demo.fns.values() if fn.fn == panel.STOPS.stop)
+    arm_fn = next(fn for fn in demo.fns.values() if fn.fn == panel.STOPS.arm)
+    assert not stop_fn.queue and not arm_fn.queue  # instant, even while the queue is busy
+    # Progress and errors show on the status line only: the image, plot and heat-maps keep what they show.
+    status = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "style-status")
+    assert stylize["show_progress_on"] == [status._id]
+    output = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "style-output")
+    assert output.height >= 480  # the result is the large picture of the panel
 
 
 def test_handler_streams_image_costs_and_gram_maps(shared_weights, pictures):
     outputs = list(panel.run_style(**args(*pictures, steps=4, style2_upload=pictures[0], blend=0.7)))
     image, plot, status, grams = outputs[-1]
     assert isinstance(image, Image.Image) and max(image.size) == 64
-    assert list(plot["step"].unique()) == [1, 2, 3, 4] and set(plot["cost"]) == {"α·content", "β·style", "total"}
-    assert "Step 4/4" in status and "ms per step" in status and "gatys" in status
+    frame = plot["value"]
+    assert list(frame["step"].unique()) == [1, 2, 3, 4] and set(frame["cost"]) == {"α·content", "β·style", "total"}
+    assert plot["x_lim"] == [0, panel.MIN_STEP_AXIS]
+    assert "Done" in status and "4 steps" in status and "ms per step" in status and "gatys" in status
+    assert "wall time on this shared server" in status
     assert [caption.split(":")[0] for _, caption in grams] == ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
     assert grams[0][0].shape == (192, 2 * 192 + 8, 3)
-    # the costs fall
-    total = plot[plot["cost"] == "total"]["log10 cost"].tolist()
-    assert total[-1] < total[0]
+    # the costs fall, to the end: the last point is the cost of the image shown
+    total = frame[frame["cost"] == "total"]["log10 cost"].tolist()
+    assert total[-1] < total[0] and total[-1] <= min(total[:-1])
+
+
+def test_stop_ends_the_run_with_the_image_and_costs_of_its_step(shared_weights, pictures):
+    request = SimpleNamespace(session_hash="student-1")
+    panel.STOPS.arm(request)
+    run = panel.run_style(**args(*pictures, steps=50), request=request)
+    outputs = [next(run), next(run)]  # two steps reported
+    panel.STOPS.stop(request)
+    outputs += list(run)
+    image, plot, status, grams = outputs[-1]
+    assert status.startswith("**Stopped at step 3** of 50")
+    assert isinstance(image, Image.Image) and len(grams) == 5  # the result so far, not an error
+    assert plot["value"]["step"].max() == 3 and plot["x_lim"] == [0, 50]
+    assert len(outputs) == 3
+    # The flag went with the run: a later run of the session is not stopped by it.
+    assert "student-1" not in panel.STOPS._flags
+    # Stop pressed while the run still waits in the queue: it ends before any work.
+    panel.STOPS.arm(request)
+    panel.STOPS.stop(request)
+    outputs = list(panel.run_style(**args(*pictures, steps=50), request=request))
+    assert [status for _, _, status, _ in outputs] == ["Stopped before the run started."]
+
+
+def test_step_axis_is_whole_steps_for_short_and_long_runs():
+    assert panel.step_axis(8) == [0, panel.MIN_STEP_AXIS] and panel.step_axis(300) == [0, 300]
+    # Vega-Lite's ticks: about one per 40 px at steps of 1, 2, 5 x 10^k; a span of 40 steps gives
+    # whole-step ticks on a plot up to 40 / 0.71 * 40 px (~2250 px) wide.
+    for width in (350, 420, 1240, 2200):
+        count = -(-width // 40)
+        assert panel.MIN_STEP_AXIS / count >= 0.71, width
 
 
 def test_layer_table_parsing():

@@ -9,7 +9,8 @@ from skimage import data
 
 import weights
 from core.backbones.vgg import VGGEncoder
-from core.style.features import relu_index
+from core.style.costs import content_cost, gram_matrix, style_cost, total_cost
+from core.style.features import DEFAULT_STYLE_LAYERS, relu_index, relu_name
 from core.style.transfer import TransferConfig, keep_colors, transfer
 
 SIZE = 48  # big enough for conv5_1 (3x3 there), small enough for ~20 steps per second-ish on 2 cores
@@ -64,6 +65,53 @@ def test_lbfgs_from_noise_lowers_the_cost_and_reports_every_step(vgg, images):
     # the style matrices of style and result, for the heat-maps: 64x64 at conv1_1 ... 512x512 at conv5_1
     assert progress[-1].grams["conv1_1"][0].shape == (64, 64) and progress[-1].grams["conv5_1"][1].shape == (512, 512)
     assert all(p.grad is None for p in vgg[0].parameters())  # no weight gradients
+
+
+def cost_of(vgg, image, content, style, config: TransferConfig) -> float:
+    """J(G) of ``image`` recomputed from the formulas, outside the loop (content and style of the same size)."""
+    features, normalize = vgg
+    layers = {relu_name(layer): layer for layer in [*config.style_weights, config.content_layer]}
+    net = VGGEncoder(layers, layers=features)
+    with torch.no_grad():
+        def acts(x):
+            return {layers[tap]: a for tap, a in zip(net.taps, net(normalize(x)))}
+
+        a_g, a_c, a_s = acts(image), acts(content), acts(style)
+        jc = content_cost(a_c[config.content_layer], a_g[config.content_layer])
+        js = style_cost({layer: gram_matrix(a_s[layer]) for layer in config.style_weights}, a_g,
+                        config.style_weights, config.normalization)
+        return float(total_cost(jc, js, config.alpha, config.beta))
+
+
+@pytest.mark.parametrize("options", [{}, {"keep_colors": True}, {"optimizer": "adam", "lr": 0.05}])
+def test_the_final_cost_is_the_cost_of_the_image_returned(vgg, images, options):
+    """The last J reported is J of the returned image, and the curve does not turn up at the end.
+
+    L-BFGS left unclamped wandered out of [0, 1]; the image, clamped only at the end, cost 2-4x the J reported
+    one step before.
+    """
+    content, style, _ = images
+    config = TransferConfig(steps=12, preview_every=4, **options)
+    progress = list(transfer(*vgg, content, [style], config))
+    final = progress[-1]
+    assert final.done and 0 <= final.image.min() and final.image.max() <= 1
+    assert final.total == pytest.approx(cost_of(vgg, final.image, content, style, config), rel=1e-4)
+    if not options.get("keep_colors"):  # a recoloured image is not the one optimised: its J may be higher
+        assert final.total <= min(p.total for p in progress[:-1])
+        # Each preview is the image its step's costs were measured on.
+        shown = next(p for p in progress if p.image is not None and not p.done)
+        assert shown.total == pytest.approx(cost_of(vgg, shown.image, content, style, config), rel=1e-4)
+
+
+def test_stop_ends_the_run_after_the_step_with_its_result(vgg, images):
+    content, style, _ = images
+    steps_done = []
+    progress = []
+    for p in transfer(*vgg, content, [style], TransferConfig(steps=50), stop=lambda: len(steps_done) >= 3):
+        progress.append(p)
+        steps_done.append(p.step)
+    assert [p.step for p in progress] == [1, 2, 3, 4] and progress[-1].done
+    assert progress[-1].image.shape == (1, 3, SIZE, SIZE) and set(progress[-1].grams) == set(DEFAULT_STYLE_LAYERS)
 
 
 def test_content_init_starts_at_zero_content_cost_and_adam_runs(vgg, images):

@@ -85,7 +85,11 @@ class TransferConfig:
 
 @dataclass
 class Progress:
-    """One optimisation step: the costs at the image before the step (the last one: after it)."""
+    """One optimisation step: the costs at the image before the step (the last one: after it), and that image.
+
+    ``done`` marks the last one: the image returned (in [0, 1], recoloured with ``keep_colors``) with the costs
+    of that very image; ``step`` < ``config.steps`` there when the run was stopped early.
+    """
 
     step: int
     content: float
@@ -148,13 +152,16 @@ def transfer(
     content: torch.Tensor,
     styles: Sequence[torch.Tensor],
     config: TransferConfig | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[Progress]:
     """Optimise G (1 x 3 x H x W, H x W of ``content``) and yield a :class:`Progress` per step.
 
     ``features``: VGG-19's ``features`` (eval mode, on the device to use); ``normalize``: the
     weights' preprocessing (``record.normalize``), RGB in [0, 1] -> network input;
     ``content``: 1 x 3 x H x W in [0, 1]; ``styles``: one or more 1 x 3 x h x w in [0, 1].
-    Closing the generator (a cancelled run) stops at once and frees the GPU memory.
+    ``stop()`` is asked after every step: when it says True the run ends there with a last, ``done``
+    progress (the image so far, its costs and Grams), as a finished run does. Closing the generator
+    instead stops at once, without that result, and frees the GPU memory.
     """
     config = config or TransferConfig()
     config.check()
@@ -231,31 +238,33 @@ def transfer(
         return j.sum()
 
     def finish(x: torch.Tensor) -> torch.Tensor:
-        x = x.detach().float().clamp(0, 1)
+        x = x.detach().float()
         return keep_colors(x, content) if config.keep_colors else x
 
     try:
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
-            optimizer.step(closure)
-            if config.optimizer == "adam":
-                with torch.no_grad():
-                    image.clamp_(0, 1)  # Adam wanders out of range; L-BFGS' line of steps is left alone
-            if step == config.steps:
-                break
             show = config.preview_every and step % config.preview_every == 0
-            yield Progress(
-                step, float(last["jc"]), float(last["js"]), float(last["tv"]), float(last["j"]),
-                time.perf_counter() - start, finish(image).cpu() if show else None,
-            )
+            # The image this step's costs are measured on, copied before the step changes it in place.
+            shown = finish(image).to("cpu", copy=True) if show else None
+            optimizer.step(closure)
+            with torch.no_grad():
+                # Back into [0, 1] after every step, as the PyTorch tutorial does in its closure: each cost is then
+                # that of a real image. Left unclamped, L-BFGS wanders far outside and the final image, clamped
+                # only at the end, cost 2-4x the last reported J.
+                image.clamp_(0, 1)
+            if step == config.steps or (stop is not None and stop()):
+                break
+            yield Progress(step, float(last["jc"]), float(last["js"]), float(last["tv"]), float(last["j"]),
+                           time.perf_counter() - start, shown)
         with torch.no_grad():
-            result = image.detach().float().clamp(0, 1)
-            acts = activations(result)
-            jc, js, tv, j = costs(acts, result)
+            final = finish(image)
+            # The costs of the image returned (recoloured too with keep_colors), not of the optimiser's iterate.
+            acts = activations(final)
+            jc, js, tv, j = costs(acts, final)
             view = {layer: (style_targets[layer][0].cpu(), gram_matrix(acts[layer])[0].cpu()) for layer in style_layers}
-            final = finish(result)
         seconds = time.perf_counter() - start
-        yield Progress(config.steps, float(jc), float(js), float(tv), float(j), seconds, final.cpu(), True, view)
+        yield Progress(step, float(jc), float(js), float(tv), float(j), seconds, final.cpu(), True, view)
     finally:
         # Runs on normal end and when the caller closes the generator (a stopped run).
         optimizer.state.clear()
