@@ -1,15 +1,15 @@
-"""Style transfer speed: a plain reference recipe vs the project's implementation, same process, same images.
+"""Style transfer speed: the PyTorch tutorial's recipe vs the project's, fp32 and bf16, same process, same images.
 
     python bench/style.py --weights-dir ../shared/weights [--size 256] [--steps 100] [--device auto] [--compile]
 
-Reference (the PyTorch tutorial's recipe, written plainly): fp32, eager, the whole VGG-19
-``features`` run every step (pool5 included), weights requiring gradients, the style Grams of
-the style image recomputed every step, one L-BFGS call doing all the steps. Ours:
-:func:`core.style.transfer` (network cut after the deepest layer in use, no weight gradients,
-Grams and content target computed once, channels_last, bf16 autocast on CUDA, optional
-``torch.compile``). Both minimise the same J (Gatys normalisation, alpha 1, beta 1e3) from the
-same noise; both final images are scored by the same fp32 evaluation. Prints one line per
-recipe and a JSON summary. Images: ../shared/images (not in the repo); scikit-image's if absent.
+Reference: the PyTorch neural-style tutorial as written: fp32, eager, VGG-19 cut after the
+deepest layer in use, weights without gradients, style Grams and content target computed once,
+pixels clamped to [0, 1] in the closure, one L-BFGS call doing all the steps. Ours:
+:func:`core.style.transfer` in fp32 and under bf16 autocast (what the app runs on a host with bf16
+hardware), channels_last, optional ``torch.compile``. All minimise the same J (Gatys normalisation,
+alpha 1, beta 1e3) from the same noise; every final image is scored by the same fp32 evaluation.
+Prints one line per recipe and a JSON summary with the ratios. Images: ../shared/images (not in the
+repo); scikit-image's if absent.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import weights  # noqa: E402
-from core import runtime  # noqa: E402
+from core import engines, runtime  # noqa: E402
 from core.images import load_image, to_tensor  # noqa: E402
 from core.style.costs import content_cost, gram_matrix, rescale_gram, style_cost  # noqa: E402
 from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, relu_index  # noqa: E402
@@ -77,20 +77,25 @@ def score(features, normalize, image, content, style) -> dict[str, float]:
 
 
 def reference(features, normalize, content, style, steps: int, seed: int) -> tuple[torch.Tensor, float, int]:
-    """The plain recipe; -> (image, seconds, function evaluations)."""
-    features.requires_grad_(True)  # the tutorial leaves the weights' gradients on
+    """The tutorial's recipe; -> (image, seconds, function evaluations)."""
+    layers = [*LAMBDA, DEFAULT_CONTENT_LAYER]
+    net = features[: max(relu_index(layer) for layer in layers) + 1]  # the tutorial trims after the last loss
     image = initial_image(TransferConfig(seed=seed), content, style).clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([image], max_iter=steps, tolerance_grad=0.0, tolerance_change=0.0)
-    layers = [*LAMBDA, DEFAULT_CONTENT_LAYER]
     evaluations = [0]
     with torch.no_grad():
-        target = taps(features, normalize(content), layers)[DEFAULT_CONTENT_LAYER]
+        target = taps(net, normalize(content), layers)[DEFAULT_CONTENT_LAYER]
+        a_s = taps(net, normalize(style), layers)
+        grams = None
 
     def closure():
+        nonlocal grams
+        with torch.no_grad():
+            image.clamp_(0, 1)
         optimizer.zero_grad()
-        a_g = taps(features, normalize(image), layers)
-        a_s = taps(features, normalize(style), layers)  # style Grams recomputed every step
-        grams = {k: g.detach() for k, g in style_grams(a_s, a_g).items()}
+        a_g = taps(net, normalize(image), layers)
+        if grams is None:  # the style targets, once (their size rescaling needs G's layer sizes)
+            grams = {k: g.detach() for k, g in style_grams(a_s, a_g).items()}
         j = ALPHA * content_cost(target, a_g[DEFAULT_CONTENT_LAYER]) + BETA * style_cost(grams, a_g, LAMBDA, "gatys")
         j.sum().backward()
         evaluations[0] += 1
@@ -101,15 +106,16 @@ def reference(features, normalize, content, style, steps: int, seed: int) -> tup
     optimizer.step(closure)
     sync(content)
     seconds = time.perf_counter() - start
-    features.requires_grad_(False)
+    with torch.no_grad():
+        image.clamp_(0, 1)
     return image.detach(), seconds, evaluations[0]
 
 
 def ours(features, normalize, content, style, steps: int, seed: int,
-         compile_: bool) -> tuple[torch.Tensor, float, float]:
+         compile_: bool, amp: bool) -> tuple[torch.Tensor, float, float]:
     """The project's transfer(); -> (image, seconds including setup, seconds of the steps)."""
     config = TransferConfig(alpha=ALPHA, beta=BETA, style_weights=dict(LAMBDA), steps=steps, seed=seed,
-                            preview_every=0, compile=compile_)
+                            preview_every=0, compile=compile_, amp=amp)
     sync(content)
     start = time.perf_counter()
     last = None
@@ -156,19 +162,29 @@ def main(argv=None) -> int:
         cost = score(features, normalize, image, content, style)
         results["reference"] = {"ms_per_step": 1000 * seconds / evals, "seconds": seconds, "evaluations": evals, **cost}
         print(f"reference  {1000 * seconds / evals:8.1f} ms/step  {seconds:7.2f} s  final J {cost['total']:.5g}")
-    if warmup:
-        ours(features, normalize, content, style, warmup, args.seed, args.compile)
-    image, wall, step_seconds = ours(features, normalize, content, style, args.steps, args.seed, args.compile)
-    cost = score(features, normalize, image, content, style)
-    results["ours"] = {"ms_per_step": 1000 * step_seconds / args.steps, "seconds": wall, **cost}
-    print(f"ours       {1000 * step_seconds / args.steps:8.1f} ms/step  {wall:7.2f} s  final J {cost['total']:.5g}"
-          "  (seconds include setup: Grams, content target)")
-    if "reference" in results:
-        ref = results["reference"]
-        results["speedup_per_step"] = ref["ms_per_step"] / results["ours"]["ms_per_step"]
-        results["cost_ratio"] = cost["total"] / ref["total"]
-        print(f"speed-up {results['speedup_per_step']:.2f}x per step; "
-              f"final cost ours/reference {results['cost_ratio']:.4f}")
+    for label, amp in (("ours fp32", False), ("ours bf16", True)):
+        if amp and not (device.type == "cuda" or engines.cpu_has_bf16()):
+            print(f"{label}: skipped, this CPU has no bf16 hardware")
+            continue
+        if warmup:
+            ours(features, normalize, content, style, warmup, args.seed, args.compile, amp)
+        image, wall, step_seconds = ours(features, normalize, content, style, args.steps, args.seed, args.compile, amp)
+        cost = score(features, normalize, image, content, style)
+        results[label] = {"ms_per_step": 1000 * step_seconds / args.steps, "seconds": wall, **cost}
+        print(f"{label:10} {1000 * step_seconds / args.steps:8.1f} ms/step  {wall:7.2f} s  final J {cost['total']:.5g}"
+              "  (seconds include setup: Grams, content target)")
+    base = results.get("reference") or results["ours fp32"]
+    for label in ("ours fp32", "ours bf16"):
+        if label in results and results[label] is not base:
+            results[label]["speedup_per_step"] = base["ms_per_step"] / results[label]["ms_per_step"]
+            results[label]["cost_ratio"] = results[label]["total"] / base["total"]
+            print(f"{label}: {results[label]['speedup_per_step']:.2f}x per step vs "
+                  f"{'the tutorial' if 'reference' in results else 'ours fp32'}; final J ratio "
+                  f"{results[label]['cost_ratio']:.4f}")
+    if "ours bf16" in results:
+        bf16, fp32 = results["ours bf16"], results["ours fp32"]
+        print(f"bf16 vs fp32: {fp32['ms_per_step'] / bf16['ms_per_step']:.2f}x per step; final J ratio "
+              f"{bf16['total'] / fp32['total']:.4f}")
     print(json.dumps(results))
     return 0
 

@@ -5,7 +5,7 @@
 
 Speed without changing the maths: the network stops at the deepest layer in use, its
 weights take no gradients, the style Grams and the content target are computed once, and on
-a GPU the forward pass runs channels_last under bf16 autocast (Grams and costs stay fp32).
+a GPU or a CPU with bf16 hardware the network runs under bf16 autocast (Grams and costs stay fp32).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core import engines
 from core.backbones.vgg import VGGEncoder
+from core.runtime import settings
 from core.style.costs import (
     STYLE_NORMALIZATIONS,
     blend_grams,
@@ -64,7 +66,9 @@ class TransferConfig:
     keep_colors: bool = False
     seed: int = 0
     preview_every: int = 10  # attach the image every k steps (0: only at the end)
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU, where bf16 is slower)
+    #: bf16 autocast for the network (Grams and costs stay fp32); None: where the device computes bf16 in hardware
+    #: (CUDA; a CPU with AMX or AVX512-BF16: bench/style.py measures it) unless the runtime setting is "eager".
+    amp: bool | None = None
     channels_last: bool = True
     compile: bool = False  # torch.compile the network (CUDA; pays off for hundreds of steps)
 
@@ -81,6 +85,13 @@ class TransferConfig:
             raise ValueError("give at least one style layer a non-zero weight")
         if self.style_scale <= 0:
             raise ValueError("style_scale must be positive")
+
+
+def uses_bf16(config: TransferConfig, device: torch.device) -> bool:
+    """Whether :func:`transfer` runs the network under bf16 autocast with ``config`` on ``device``."""
+    if config.amp is not None:
+        return config.amp
+    return settings().runtime != "eager" and (device.type == "cuda" or engines.cpu_has_bf16())
 
 
 @dataclass
@@ -182,7 +193,7 @@ def transfer(
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     run_net = torch.compile(net) if config.compile else net
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.amp)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device))
 
     def activations(rgb01: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast:
