@@ -1,16 +1,16 @@
 """ms per image of Mask R-CNN, eager fp32 vs optimised variants, and whether the optimised detections stay the same.
 
     python bench/instances.py [--device cpu|cuda] [--models maskrcnn-vgg19-camvid maskrcnn-r50-fpn-v2-coco]
-        [--sizes 480x360 1216x800] [--batches 1 4] [--variants eager channels_last half half_encoder]
+        [--sizes 480x360 1216x800] [--batches 1 4] [--variants eager channels_last half]
         [--repeats 3] [--threads N] [--json out.json]
 
 Input: a real CamVid val frame (from ../shared, resized to each size) so that the detector
 finds real objects. Each registered model runs with its weights when they are here, else with
 random weights (torchvision's COCO files cannot be downloaded on the build machine): then the
 row times the architecture, and its detections mean nothing. Variants: ``eager`` fp32;
-``channels_last``; ``half`` fp16 on CUDA, bf16 on CPU, autocast over the whole detector;
-``half_encoder`` the same for the frozen VGG-19 encoder only (the project's model), heads in
-fp32. For each variant: ms per
+``channels_last``; ``half`` fp16 on CUDA, bf16 on CPU, autocast over the whole detector. The
+engines the app serves the project's model with (bf16 or OpenVINO for its frozen encoder, heads in
+fp32) are compared in ``bench/engines.py``. For each variant: ms per
 image and, against eager, the largest box shift (px) and the smallest mask IoU over the
 detections scoring >= 0.5 (the issue's bar: boxes within 1 px, mask IoU >= 0.98).
 The lecture quotes Mask R-CNN at about 5 images per second (200 ms).
@@ -55,12 +55,6 @@ def run_variant(model, variant: str, images: list[torch.Tensor]):
     cuda = images[0].is_cuda
     if variant in ("eager", "channels_last"):
         return model(images)
-    if variant == "half_encoder":
-        model.backbone.encoder_dtype = torch.float16 if cuda else torch.bfloat16
-        try:
-            return model(images)
-        finally:
-            model.backbone.encoder_dtype = None
     if variant == "half":
         with torch.autocast(images[0].device.type, dtype=torch.float16 if cuda else torch.bfloat16):
             return model(images)
@@ -89,7 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["maskrcnn-vgg19-camvid"])
     p.add_argument("--sizes", nargs="+", default=["480x360", "1216x800"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 4])
-    p.add_argument("--variants", nargs="+", default=["eager", "channels_last", "half", "half_encoder"])
+    p.add_argument("--variants", nargs="+", default=["eager", "channels_last", "half"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
@@ -117,8 +111,6 @@ def main(argv=None) -> int:
                     reference = run_variant(model, "eager", images)[0]
                 eager_ms = None
                 for variant in args.variants:
-                    if variant == "half_encoder" and not hasattr(model.backbone, "encoder_dtype"):
-                        continue
                     model.to(memory_format=torch.channels_last if variant != "eager" else torch.contiguous_format)
                     with torch.inference_mode():
                         ms = ms_per_frame(lambda _: run_variant(model, variant, images), torch.empty(batch, 1, 1),

@@ -67,7 +67,7 @@ class Settings:
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    """``--weights-dir`` (and ``--device``, ``--runtime``), the same on every entry point; unset, ``CVHUB_*`` decides."""
+    """``--weights-dir`` (and ``--device``, ``--runtime``), the same on every entry point; unset, CVHUB_* decides."""
     parser.add_argument("--weights-dir", default=None,
                         help="folder searched first for weight files, e.g. ../shared/weights "
                              "(default: CVHUB_WEIGHTS_DIR)")

@@ -50,16 +50,9 @@ class FrozenVGG19Stride8(nn.Module):
         # The encoder's activations run into the hundreds; GroupNorm brings them to the heads' scale.
         self.reduce = nn.Sequential(nn.Conv2d(512, 256, 1), nn.GroupNorm(32, 256), nn.ReLU(inplace=True))
 
-    #: Run the frozen encoder under autocast to this dtype (bf16 on CPU, fp16 on CUDA); None: fp32.
-    #: bench/instances.py measures it: the heads stay fp32, so the detections stay the same.
-    encoder_dtype: torch.dtype | None = None
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen part (what training caches once per frame)."""
-        if self.encoder_dtype is None:
-            return self.encoder(x.flip(1))[0]
-        with torch.autocast(x.device.type, dtype=self.encoder_dtype):
-            return self.encoder(x.flip(1))[0].float()
+        """The frozen part (what training caches once per frame; what core.engines may run faster)."""
+        return self.encoder(x.flip(1))[0]
 
     def head(self, encoded: torch.Tensor) -> OrderedDict:
         return OrderedDict([("0", self.reduce(encoded))])
