@@ -209,6 +209,27 @@ def fetch_note(source) -> str:
     return source.describe()
 
 
+def first_use_download(record) -> str:
+    """What a model list says of a model whose files a first use fetches: "downloads 186 MB on first use"; "" for one
+    whose files are all here (or whose sizes are unknown)."""
+    size = sum(getattr(source, "size_bytes", 0) for source in weights.to_fetch(record))
+    return f"downloads {size / 1e6:.0f} MB on first use" if size else ""
+
+
+def not_offered_note(names: list[str]) -> str:
+    """One line for the registered models a panel does not offer on this host: which files each lacks, and how to
+    get them (models that lack the same files are named together)."""
+    lacking: dict[str, list[str]] = {}
+    for name in names:
+        files = "; ".join(fetch_note(s) for s in weights.to_fetch(weights.get_record(name)))
+        lacking.setdefault(files, []).append(f"`{name}`")
+    listed = "; ".join(f"{', '.join(models)} need{'s' if len(models) == 1 else ''} {files}"
+                       for files, models in lacking.items())
+    return (f"Not offered on this host: {listed}. Start the app with downloads on (CVHUB_OFFLINE and HF_HUB_OFFLINE "
+            "unset) to have them fetched on first use, or put the files in the weights folder (--weights-dir); "
+            "the About tab says where each comes from.")
+
+
 def load_model_announced(name: str, progress=None):
     """``weights.load(name)`` for a handler, announcing only a load that really happens.
 

@@ -12,7 +12,7 @@ import torch
 from torchvision.transforms.functional import to_pil_image
 
 import weights
-from core import runtime
+from core import engines, runtime
 from core.backbones.vgg import VGGEncoder
 from core.errors import UserError
 from core.images import to_tensor
@@ -24,8 +24,10 @@ from spaces.common import (
     UploadImage,
     bundled_example,
     fetch_note,
+    first_use_download,
     grouped_batch,
     load_model_announced,
+    not_offered_note,
     read_image,
     user_errors,
 )
@@ -33,8 +35,8 @@ from spaces.common import (
 TITLE = "Instances"
 SUMMARY = (
     "Mask R-CNN: a box, a class and a mask for every car, pedestrian and bicyclist (trained by the project on "
-    "CamVid; torchvision's COCO Mask R-CNN and Keypoint R-CNN where their files are at hand), and RoI Pool vs "
-    "RoI Align, the change that made its masks line up, on a feature map of your photo."
+    "CamVid; torchvision's COCO Mask R-CNN and Keypoint R-CNN where the host has or may download their files), and "
+    "RoI Pool vs RoI Align, the change that made its masks line up, on a feature map of your photo."
 )
 
 #: The lecture quotes Mask R-CNN at "about 5 frames per second" (200 ms per image, on a 2017 GPU).
@@ -67,9 +69,8 @@ def model_label(name: str) -> str:
         label = f"{name} ({sum(c != 'N/A' for c in record.class_names)} kinds of everyday object)"
     else:
         label = f"{name} ({', '.join(record.class_names)})"
-    pending = weights.to_fetch(record)
-    size = sum(getattr(source, "size_bytes", 0) for source in pending)
-    return label + (f", downloads {size / 1e6:.0f} MB on first use" if pending and size else "")
+    download = first_use_download(record)
+    return f"{label}, {download}" if download else label
 
 
 def keypoints_howto() -> str:
@@ -135,8 +136,8 @@ def _detect_group(name: str, loaded: list, scores: list[float], boxes: list[bool
             head = f"**No objects found** with score ≥ {score:.2f}. Try a lower score threshold."
         if len(instances) >= cap:
             head += f" The model keeps at most {cap} detections per image: only the {cap} best are shown."
-        timing = (f"{ms:.0f} ms per image for this {w}x{h} photo on {device.type}"
-                  f"{f' (batch of {len(loaded)})' if len(loaded) > 1 else ''} ({WALL_TIME}); the lecture quotes "
+        timing = (f"{ms:.0f} ms per image for this {w}x{h} photo on {device.type} ({engines.described(name)})"
+                  f"{f', batch of {len(loaded)}' if len(loaded) > 1 else ''} ({WALL_TIME}); the lecture quotes "
                   f"Mask R-CNN at about 5 frames per second ({LECTURE_MS} ms per image on a 2017 GPU). "
                   f"Model: `{name}`, {_quality(record)}.")
         results.append((to_pil_image(picture), rows, "\n\n".join(t for t in (head, timing, image.note) if t)))
@@ -179,11 +180,12 @@ FEATURE_MAPS = {
 MAX_SIDE = 1024  # the explainer needs a feature map, not a big photo
 
 
-def feature_map(rgb01: torch.Tensor, layer: str | None, stride: int) -> torch.Tensor:
-    """``(1, 3, H, W)`` in [0, 1] -> ``(1, C, H / stride, W / stride)`` on the CPU, fp32."""
+def feature_map(rgb01: torch.Tensor, layer: str | None, stride: int, progress=None) -> torch.Tensor:
+    """``(1, 3, H, W)`` in [0, 1] -> ``(1, C, H / stride, W / stride)`` on the CPU, fp32. A first use fetches the
+    VGG-19, announced, with its bytes on ``progress`` (Gradio's tracker, optional)."""
     if layer is None:
         return torch.nn.functional.avg_pool2d(rgb01, stride, ceil_mode=True)
-    vgg = load_model_announced("vgg19-caffe")
+    vgg = load_model_announced("vgg19-caffe", progress)
     record = weights.get_record("vgg19-caffe")
     param = next(vgg.parameters())
     with torch.inference_mode(), runtime.gpu_memory_guard():
@@ -207,7 +209,8 @@ def clip_box(box, size: tuple[int, int]) -> tuple[list[float], bool]:
 
 
 @user_errors
-def compare(upload, x1, y1, x2, y2, feature_choice, bins, sampling_ratio):
+def compare(upload, x1, y1, x2, y2, feature_choice, bins, sampling_ratio,
+            progress=gr.Progress()):  # Gradio injects its progress tracker through this default
     if upload is None:
         raise UserError("Upload a photo first.")
     if feature_choice not in FEATURE_MAPS:
@@ -219,7 +222,7 @@ def compare(upload, x1, y1, x2, y2, feature_choice, bins, sampling_ratio):
                               if clipped else [])]
     layer, stride = FEATURE_MAPS[feature_choice]
     out, ratio = int(bins), int(sampling_ratio)
-    features = feature_map(to_tensor(image).unsqueeze(0), layer, stride)
+    features = feature_map(to_tensor(image).unsqueeze(0), layer, stride, progress)
     pooled, aligned = roi.pool_both(features, torch.tensor([[0.0, *box]]), spatial_scale=1 / stride, out=out,
                                     sampling_ratio=ratio)
     size = (features.shape[-2], features.shape[-1])
@@ -283,15 +286,15 @@ def build() -> None:
         "a score and its own mask. A region proposal network suggests boxes on the feature map, RoI Align cuts a "
         "fixed grid of features out for each, and two heads predict the class and box, and a 28x28 mask. "
         "The project's own model was trained on CamVid's road scenes (cars, pedestrians, bicyclists): upload a "
-        "street photo. Where torchvision's COCO files are in the weights folder, its Mask R-CNN (80 classes) and "
-        "Keypoint R-CNN (17 body landmarks per person, the lecture's \"landmarks\") are in the list too. "
+        "street photo. torchvision's COCO Mask R-CNN (80 classes) and Keypoint R-CNN (17 body landmarks per "
+        "person, the lecture's \"landmarks\") are in the list too where this host has their files or may "
+        "download them: such a model says how much it downloads on first use. "
         "The examples are scikit-image's pictures, the only ones the app may redistribute."
     )
     models = instance_models()
     missing = [n for n in weights.list_models("instances") if n not in models]
     if missing:
-        listed = "; ".join(f"`{n}` ({weights.get_record(n).source.describe()})" for n in missing)
-        gr.Markdown(f"Not on this host: {listed}. The About tab says how to get them.")
+        gr.Markdown(not_offered_note(missing), elem_id="det-missing-note")
     default = default_model(downloadable=True)
     default = default if default in models else (models[0] if models else None)
     with gr.Row():

