@@ -15,7 +15,14 @@ from PIL import Image
 
 from core.errors import UserError
 from core.faces import gallery as gallery_db
-from core.faces.pipeline import BACKENDS, DEFAULT_BACKEND, default_threshold, load_pipeline
+from core.faces.pipeline import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    available_backends,
+    backend_availability,
+    default_threshold,
+    load_pipeline,
+)
 from core.faces.recognition import enroll_images, identify_image
 from core.faces.verification import verify_faces
 from spaces import triplet
@@ -32,30 +39,25 @@ MAX_SIDE = 1600
 #: ``demo.unload`` handler the app registers: a closed tab's gallery is deleted at once.
 unload = end_session
 
-
-def _pipeline(backend: str):
-    if backend not in BACKENDS:
-        raise UserError(f"Please choose a backend among: {', '.join(BACKENDS)}.")
-    return load_pipeline(backend)
+#: What each backend is, for the backend choice.
+BACKEND_INFO = {"dlib": "dlib ResNet (128-D, CPU)",
+                "facenet": "FaceNet InceptionResnetV1 (512-D, torch, batched on GPU)"}
 
 
-def _backend_note(pipeline) -> str:
+def _backend_note(pipeline, *face_sets) -> str:
+    """Which backend answered, and how each photo's faces were found and in what time."""
     device = getattr(pipeline.embedder, "device", "cpu")
-    return f"Answered by the **{pipeline.name}** backend ({pipeline.description}) on {device}."
+    found = [s.detection.describe() for s in face_sets]
+    if len(found) > 1:
+        found = [f"Photo {k + 1}: {line}" for k, line in enumerate(found)]
+    return (f"Answered by the **{pipeline.name}** backend ({pipeline.description}) on {device}.  \n"
+            + ".  \n".join(found) + " (wall time on a shared CPU).")
 
 
 def _numbered(image: Image.Image, face_set, labels=None):
-    """An AnnotatedImage value: the photo with each face's box and label."""
+    """An AnnotatedImage value: the photo with each face's box (inside the photo) and label."""
     labels = labels or [f"face {k + 1}" for k in range(len(face_set))]
-    return image, [(_inside(box, image.size), label) for box, label in zip(face_set.boxes(), labels)]
-
-
-def _inside(box, size) -> tuple[int, int, int, int]:
-    """A detector's box may reach past the photo's edge (a face cut by the frame); AnnotatedImage would draw a
-    negative coordinate as a stray line at the opposite edge, so the drawn box stops at the edge."""
-    w, h = size
-    x0, y0, x1, y1 = box
-    return max(0, x0), max(0, y0), min(w - 1, x1), min(h - 1, y1)
+    return image, list(zip(face_set.boxes(), labels))
 
 
 def _face_index(value, what: str) -> int:
@@ -81,7 +83,7 @@ def verify(photo1, photo2, face1, face2, threshold, backend):
     """Two photos -> both photos with numbered faces, the two compared crops, the verdict, the distances."""
     image1 = read_image(photo1, what="first photo", max_side=MAX_SIDE).image
     image2 = read_image(photo2, what="second photo", max_side=MAX_SIDE).image
-    pipeline = _pipeline(backend)
+    pipeline = load_pipeline(backend)
     set1, set2 = pipeline.analyze(image1), pipeline.analyze(image2)
     result = verify_faces(set1, set2, threshold=float(threshold), face1=_face_index(face1, "first photo"),
                           face2=_face_index(face2, "second photo"), backend=pipeline.name)
@@ -91,7 +93,7 @@ def verify(photo1, photo2, face1, face2, threshold, backend):
             notes.append(f"The {what} photo has {len(s)} faces; face 1 (the largest) is used unless you pick another.")
     v = result.as_dict()
     chips = [(set1.chip_image(result.faces_used[0]), "photo 1"), (set2.chip_image(result.faces_used[1]), "photo 2")]
-    markdown = "\n\n".join([_verdict_markdown(v, float(threshold)), *notes, _backend_note(pipeline)])
+    markdown = "\n\n".join([_verdict_markdown(v, float(threshold)), *notes, _backend_note(pipeline, set1, set2)])
     return _numbered(image1, set1), _numbered(image2, set2), chips, markdown, v
 
 
@@ -138,7 +140,7 @@ def enroll(name, photos, backend, request: gr.Request):
     name = gallery_db.check_name(name)
     images = [read_image(p, what=f"photo {k + 1}", max_side=MAX_SIDE).image for k, p in enumerate(paths)]
     store = gallery_for(request)
-    added = enroll_images(_pipeline(backend), store, name, images)
+    added = enroll_images(load_pipeline(backend), store, name, images)
     again = len(images) - added
     status = (f"Enrolled **{markdown_text(name)}** with {added} new face(s)"
               + (f"; {again} photo(s) were already in the gallery." if again else "."))
@@ -152,7 +154,7 @@ def identify(photo, threshold, backend, request: gr.Request):
     store = gallery_for(request)
     if not store.people():
         raise UserError("The gallery is empty; enroll at least one person first.")
-    pipeline = _pipeline(backend)
+    pipeline = load_pipeline(backend)
     answers, face_set = identify_image(pipeline, store, image, threshold=float(threshold))
     if not answers:
         raise UserError("No face was found in the photo; please upload a photo where faces are clearly visible.")
@@ -162,7 +164,7 @@ def identify(photo, threshold, backend, request: gr.Request):
                          "d (squared L2)": [round(a.match.distance, 3) for a in answers]})
     notes = " ".join(face_set.notes)
     return (_numbered(image, face_set, [f"{k + 1}: {a.label}" for k, a in enumerate(answers)]), rows,
-            f"{_backend_note(pipeline)} τ = {float(threshold):.3f}. {notes}")
+            f"{_backend_note(pipeline, face_set)} τ = {float(threshold):.3f}. {notes}")
 
 
 @user_errors
@@ -197,28 +199,39 @@ def build() -> None:
            "Your gallery is **private to this browser session** and is deleted when you close the tab "
            "(or after an hour without use)."))
     tau0 = default_threshold(DEFAULT_BACKEND)
-    backend = gr.Radio(list(BACKENDS), value=DEFAULT_BACKEND, label="Backend",
-                       info="dlib ResNet (128-D, CPU) or FaceNet InceptionResnetV1 (512-D, torch, batched on GPU)")
+    offered = available_backends()
+    # Only what runs here is offered; the others are named with how to enable them, and never waited for.
+    backend = gr.Radio(offered, value=offered[0] if offered else None, label="Backend",
+                       info=" or ".join(BACKEND_INFO[b] for b in offered))
+    for name in BACKENDS:
+        if name not in offered:
+            gr.Markdown(f"*{BACKEND_INFO[name]}* is not offered: {backend_availability(name)}.",
+                        elem_id=f"faces-{name}-missing")
     with gr.Tabs():
         with gr.Tab("Verification"):
-            with gr.Row():
-                photo1 = UploadImage(label="Photo 1")
-                photo2 = UploadImage(label="Photo 2 (the claimed person)")
-            with gr.Row():
-                face1 = gr.Number(1, precision=0, minimum=1, label="Face in photo 1 (1 = largest)")
-                face2 = gr.Number(1, precision=0, minimum=1, label="Face in photo 2 (1 = largest)")
-                threshold = gr.Slider(0.0, 2.0, value=tau0, step=0.01, label="τ (threshold on d)",
-                                      info="default: the backend's calibrated operating point")
-            go = gr.Button("Verify", variant="primary")
+            # The verdict sits under the button, beside the photos: at 1280 x 800 it shows without scrolling,
+            # and on a phone the column stacks under the photos with the verdict right below the button.
+            with gr.Row(equal_height=False):
+                photo1 = UploadImage(label="Photo 1", height=300, elem_id="faces-photo1")
+                photo2 = UploadImage(label="Photo 2 (the claimed person)", height=300, elem_id="faces-photo2")
+                with gr.Column(min_width=300):
+                    with gr.Row():
+                        face1 = gr.Number(1, precision=0, minimum=1, label="Face in photo 1 (1 = largest)",
+                                          min_width=120)
+                        face2 = gr.Number(1, precision=0, minimum=1, label="Face in photo 2 (1 = largest)",
+                                          min_width=120)
+                    threshold = gr.Slider(0.0, 2.0, value=tau0, step=0.01, label="τ (threshold on d)",
+                                          info="default: the backend's calibrated operating point")
+                    go = gr.Button("Verify", variant="primary", elem_id="faces-verify")
+                    verdict = gr.Markdown(elem_id="faces-verdict")
             with gr.Row():
                 boxes1 = gr.AnnotatedImage(label="Faces found in photo 1")
                 boxes2 = gr.AnnotatedImage(label="Faces found in photo 2")
-            with gr.Row():
-                crops = gr.Gallery(label="Aligned crops compared", columns=2, height=220)
-                verdict = gr.Markdown()
+                crops = gr.Gallery(label="Aligned crops compared", columns=2, height=240, object_fit="contain")
             last = gr.State(None)
+            # Progress and a failure show on the verdict, next to the button (the toast says the sentence too).
             go.click(verify, [photo1, photo2, face1, face2, threshold, backend],
-                     [boxes1, boxes2, crops, verdict, last], api_name="verify")
+                     [boxes1, boxes2, crops, verdict, last], api_name="verify", show_progress_on=[verdict])
             threshold.release(reverdict, [last, threshold], verdict, api_name=False)
         with gr.Tab("Recognition"):
             with gr.Row():
@@ -238,9 +251,10 @@ def build() -> None:
             gr.Markdown("### The gallery")
             with gr.Row():
                 people = gr.Dataframe(label="People", interactive=False, elem_id="faces-people")
-                thumbs = gr.Gallery(label="Enrolled faces", columns=6, height=200)
+                thumbs = gr.Gallery(label="Enrolled faces", columns=6, height=200, object_fit="contain",
+                                    elem_id="faces-thumbs")
             with gr.Row():
-                chosen = gr.Dropdown(label="Person", choices=[])
+                chosen = gr.Dropdown(label="Person", choices=[], elem_id="faces-person")
                 new_name = gr.Textbox(label="New name")
                 rename_btn = gr.Button("Rename")
                 delete_btn = gr.Button("Delete", variant="stop")

@@ -128,9 +128,6 @@ def train_demo(margin, steps, backend, request: gr.Request):
     _, logistic = train_same_different(embeddings, names, steps=int(steps))
     all_d = torch.cat([report.same_before, report.diff_before, report.same_after, report.diff_after])
     bins = np.linspace(0.0, float(all_d.max()) + 1e-6, 21)
-    losses = pd.DataFrame({"step": np.arange(len(report.losses)), "loss": report.losses, "curve": "triplet (hard)"})
-    losses = pd.concat([losses, pd.DataFrame({"step": np.arange(len(logistic.losses)), "loss": logistic.losses,
-                                              "curve": "logistic same/different"})], ignore_index=True)
 
     def acc(same, diff):
         d = torch.cat([same, diff])
@@ -144,8 +141,14 @@ def train_demo(margin, steps, backend, request: gr.Request):
             f"Best-threshold pair accuracy: before {acc(report.same_before, report.diff_before):.1%}, "
             f"after {acc(report.same_after, report.diff_after):.1%}; logistic head on |f(x1) − f(x2)|: "
             f"{logistic.accuracy:.1%} (on the pairs it was trained on).")
-    return (losses, _histogram(report.same_before, report.diff_before, bins),
+    return (_loss_frame(report.losses), _loss_frame(logistic.losses),
+            _histogram(report.same_before, report.diff_before, bins),
             _histogram(report.same_after, report.diff_after, bins), text)
+
+
+def _loss_frame(losses) -> pd.DataFrame:
+    """One loss curve, for a LinePlot of its own."""
+    return pd.DataFrame({"step": np.arange(len(losses)), "loss": np.asarray(losses, dtype=float)})
 
 
 def build_playground(backend: gr.Radio) -> None:
@@ -154,12 +157,16 @@ def build_playground(backend: gr.Radio) -> None:
     margin = gr.Slider(0.0, 1.0, value=0.2, step=0.01, label="margin μ")
     with gr.Accordion("Anchor, positive, negative from three photos", open=True):
         with gr.Row():
-            anchor_photo = UploadImage(label="Anchor A")
-            positive_photo = UploadImage(label="Positive P (same person)")
-            negative_photo = UploadImage(label="Negative N (someone else)")
-        go = gr.Button("Compute the loss", variant="primary")
-        crops = gr.Gallery(label="Aligned crops", columns=3, height=200)
-        explanation = gr.Markdown()
+            anchor_photo = UploadImage(label="Anchor A", height=260, elem_id="triplet-anchor")
+            positive_photo = UploadImage(label="Positive P (same person)", height=260, elem_id="triplet-positive")
+            negative_photo = UploadImage(label="Negative N (someone else)", height=260, elem_id="triplet-negative")
+        go = gr.Button("Compute the loss", variant="primary", elem_id="triplet-button")
+        # A gallery's tiles are squares as wide as its columns: across the whole width three crops were ~385 px
+        # high in a 240-px box, which showed their eye band. Beside the text they stay under 240 px, whole.
+        with gr.Row(equal_height=False):
+            crops = gr.Gallery(label="Aligned crops", columns=3, height=240, object_fit="contain",
+                               elem_id="triplet-crops")
+            explanation = gr.Markdown()
         go.click(triplet_from_photos, [anchor_photo, positive_photo, negative_photo, margin, backend],
                  [crops, explanation], api_name="triplet")
     with gr.Accordion("Hard triplets from the gallery", open=False):
@@ -167,18 +174,24 @@ def build_playground(backend: gr.Radio) -> None:
             list_btn = gr.Button("List gallery faces")
             anchor = gr.Dropdown(label="Anchor face", choices=[])
             hard_btn = gr.Button("Show hardest positive and negative", variant="primary")
-        hard_gallery = gr.Gallery(label="Hardest triplet", columns=3, height=200)
-        hard_text = gr.Markdown()
+        with gr.Row(equal_height=False):
+            hard_gallery = gr.Gallery(label="Hardest triplet", columns=3, height=240, object_fit="contain")
+            hard_text = gr.Markdown()
         list_btn.click(list_anchors, [backend], [anchor], api_name=False)
         hard_btn.click(hardest, [anchor, margin, backend], [hard_gallery, hard_text],
                        api_name="hard_triplets")
     with gr.Accordion("Training demo: a projection learnt with the triplet loss", open=False):
         steps = gr.Slider(20, 500, value=150, step=10, label="steps")
         train_btn = gr.Button("Train on the gallery's faces", variant="primary")
-        loss_plot = gr.LinePlot(x="step", y="loss", color="curve", title="Training loss")
+        with gr.Row():
+            # One axis per loss, from 0 to its own largest value: on a shared axis the ~0.05 triplet loss looked
+            # flat under the ~0.7 logistic loss.
+            triplet_plot = gr.LinePlot(x="step", y="loss", y_lim=[0, None], title="Triplet loss (batch-hard mining)")
+            logistic_plot = gr.LinePlot(x="step", y="loss", y_lim=[0, None],
+                                        title="Logistic loss of the same/different head")
         with gr.Row():
             before = gr.BarPlot(x="d", y="share of pairs", color="pairs", title="Distances before")
             after = gr.BarPlot(x="d", y="share of pairs", color="pairs", title="Distances after")
         train_text = gr.Markdown()
-        train_btn.click(train_demo, [margin, steps, backend], [loss_plot, before, after, train_text],
+        train_btn.click(train_demo, [margin, steps, backend], [triplet_plot, logistic_plot, before, after, train_text],
                         api_name="train_triplet", concurrency_limit=1)

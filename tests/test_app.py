@@ -165,3 +165,141 @@ def test_browser_enrols_clears_the_form_keeps_the_gallery_on_failure_and_forgets
             time.sleep(0.5)
         browser.close()
     assert not any(os.path.exists(f) for f in mine)
+
+
+def test_browser_faces_and_visualize_answer_where_the_student_looks(running_app, shared):
+    """At 1280 x 800: the verdict shows beside the Verify button without scrolling; a failed enrolment leaves the
+    thumbnails and the person list as they were; FaceNet (no weights here) is named, not offered; the triplet's
+    aligned crops show whole faces; the first layer shown is conv3_1 and the 9 units of a patch page show whole,
+    in no scroll box; the About table's last column is on screen. At 390 x 844 the verdict sits right under the
+    button."""
+    faces_dir = shared / "data" / "faces" / "gallery_and_queries"
+    obama, obama1 = faces_dir / "train" / "obama" / "obama.jpg", faces_dir / "test" / "obama1.jpg"
+    biden = faces_dir / "train" / "biden" / "biden.jpg"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(running_app)
+        page.get_by_role("tab", name="Faces", exact=True).click()
+        assert "py-feat/facenet" in page.locator("#faces-facenet-missing").inner_text()
+        assert page.get_by_role("radio", name="facenet").count() == 0
+        page.locator("#faces-photo1 input[type=file]").set_input_files(str(obama))
+        page.locator("#faces-photo2 input[type=file]").set_input_files(str(obama1))
+        page.wait_for_timeout(1500)
+        page.locator("#faces-verify").click()
+        verdict = page.locator("#faces-verdict")
+        verdict.get_by_text("Same person").wait_for(timeout=120_000)
+        box = verdict.get_by_text("Same person").bounding_box()
+        assert page.evaluate("window.scrollY") == 0 and box["y"] + box["height"] <= 800
+        assert "wall time on a shared CPU" in verdict.inner_text()
+
+        page.get_by_role("tab", name="Recognition", exact=True).click()
+        page.locator("#faces-name textarea, #faces-name input").first.fill("Barack")
+        page.locator("#faces-photos input[type=file]").set_input_files(str(obama))
+        page.wait_for_timeout(1000)
+        page.locator("#faces-enroll").click()
+        page.locator("#faces-status").get_by_text("Enrolled").wait_for(timeout=120_000)
+        page.locator("#faces-enroll").click()  # no name, no photo: fails with its sentence
+        page.get_by_text("Please upload at least one photo").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(500)
+        for untouched in ("#faces-people", "#faces-thumbs", "#faces-person"):
+            assert "Error" not in page.locator(untouched).inner_text(), untouched
+        assert page.locator("#faces-thumbs img").count() == 1
+
+        page.get_by_role("tab", name="Triplet loss", exact=True).click()
+        for name, photo in (("anchor", obama), ("positive", obama1), ("negative", biden)):
+            page.locator(f"#triplet-{name} input[type=file]").set_input_files(str(photo))
+        page.wait_for_timeout(1500)
+        page.locator("#triplet-button").click()
+        crops = page.locator("#triplet-crops img")
+        crops.nth(2).wait_for(timeout=120_000)
+        frame = page.locator("#triplet-crops").bounding_box()
+        for k in range(3):  # each aligned crop shows whole, not its eye band
+            crop = crops.nth(k).bounding_box()
+            assert frame["y"] <= crop["y"] and crop["y"] + crop["height"] <= frame["y"] + frame["height"]
+
+        page.get_by_role("tab", name="What a network learns", exact=True).click()
+        assert page.locator("#vis-layer input").first.input_value() == "conv3_1"
+        assert "4 more model(s)" in page.locator("#vis-missing").inner_text()
+        page.locator("#vis-patches-button").click()
+        sheet = page.locator("#vis-patches img")
+        sheet.wait_for(timeout=180_000)
+        page.wait_for_function("document.querySelector('#vis-patches img').complete")
+        frame = page.locator("#vis-patches").bounding_box()
+        shown = sheet.bounding_box()
+        assert shown["y"] + shown["height"] <= frame["y"] + frame["height"]  # the whole page of units, no scroll
+        assert page.locator("#vis-patches").evaluate("e => e.scrollHeight <= e.clientHeight + 1")
+
+        page.get_by_role("tab", name="About", exact=True).click()
+        last_header = page.locator("#about-models th").last
+        last_header.wait_for()
+        right = last_header.bounding_box()
+        assert "available here" in last_header.inner_text() and right["x"] + right["width"] <= 1280
+
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(running_app)
+        phone.get_by_role("button", name="More tabs").click()  # a phone shows two tabs, the rest in a menu
+        phone.locator(".overflow-dropdown button", has_text="Faces").click()
+        button = phone.locator("#faces-verify").bounding_box()
+        under = phone.locator("#faces-verdict").bounding_box()
+        assert 0 <= under["y"] - (button["y"] + button["height"]) < 40
+        browser.close()
+
+
+def test_browser_first_minutes_stop_keeps_the_result_and_results_are_in_view(running_app, shared, tmp_path):
+    """A student's first minutes at 1280x800 and 390x844: Stop ends a style run with its image, curve and a
+    "Stopped at step k" (no error pills); the result is large; the model comparison shows all four models with
+    their times; on a phone the Segment result comes right after the button; no Keypoints box without its model."""
+    street = tmp_path / "street.png"
+    Image.open(shared / "data" / "camvid" / "val" / "0016E5_08143.jpg").save(street)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(running_app)
+        page.get_by_role("tab", name="Style transfer", exact=True).click()
+        page.locator("tbody tr:visible").first.click()  # the first example pair
+        for label, value in (("steps", "300"), ("size (longest side, px)", "64")):
+            number = page.get_by_label(f"number input for {label}")
+            number.fill(value)
+            number.press("Enter")
+        page.locator("#style-run").click()
+        page.locator("#style-status").get_by_text("Step ").wait_for(timeout=120_000)
+        page.locator("#style-output img").wait_for(timeout=120_000)
+        page.locator("#style-stop").click()
+        page.locator("#style-status").get_by_text("Stopped at step").wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        assert page.locator("#style-output, #style-plot").get_by_text("Error").count() == 0
+        shown = page.locator("#style-output img").bounding_box()
+        assert shown["width"] >= 400 and shown["height"] >= 400  # a 64 px result, shown large
+        ticks = page.evaluate("() => [...document.querySelectorAll('#style-plot text')].map(t => t.textContent)")
+        steps = ticks[:ticks.index("step")]
+        assert steps and all(re.fullmatch(r"\d+", t) for t in steps), ticks  # whole steps on the axis
+
+        page.get_by_role("tab", name="Instances", exact=True).click()
+        assert page.locator("#det-keypoints").count() == 0  # the tests run offline, without Keypoint R-CNN
+        assert "Keypoints" in page.locator("#det-keypoints-note").inner_text()
+
+        page.get_by_role("tab", name="Segmentation", exact=True).click()
+        page.locator("#seg-photo input[type=file]").set_input_files(str(street))
+        page.wait_for_timeout(1000)
+        page.get_by_text("Compare models").click()
+        for name in ("enet-camvid", "fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid"):
+            page.get_by_label(name).check()
+        page.locator("#seg-compare-button").click()
+        page.locator("#seg-compare-note").get_by_text("wall time").wait_for(timeout=300_000)
+        gallery = page.locator("#seg-compare-gallery")
+        gallery.scroll_into_view_if_needed()
+        captions = gallery.locator(".caption-label")
+        assert sorted(c.split(":")[0] for c in captions.all_inner_texts()) == [
+            "enet-camvid", "fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid"]
+        assert all(re.search(r": \d+ ms / frame$", c) for c in captions.all_inner_texts())
+        for caption in captions.all():  # all four in the window at once, none scrolled away inside the gallery
+            box = caption.bounding_box()
+            assert 0 <= box["y"] and box["y"] + box["height"] <= 800 and box["x"] + box["width"] <= 1280
+
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(running_app)
+        button, result = phone.locator("#seg-button").bounding_box(), phone.locator("#seg-result").bounding_box()
+        examples = phone.get_by_text("Examples").first.bounding_box()
+        assert button["y"] < result["y"] < button["y"] + button["height"] + 100 and result["y"] < examples["y"]
+        browser.close()

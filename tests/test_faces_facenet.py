@@ -2,6 +2,8 @@
 served by the stand-in Hub, downloaded by huggingface_hub, checked by sha256, loaded by the registry."""
 
 import hashlib
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from safetensors.torch import save as save_safetensors
 
 import weights
 import weights.records.faces  # noqa: F401  (registers the face records until the records index imports it)
+from core.errors import UserError
 from core.faces import pipeline as face_pipeline
 from core.faces.inception_resnet import TorchFaceEmbedder, inception_resnet_v1
 from core.images import load_image
@@ -105,3 +108,19 @@ def test_the_panel_says_which_backend_answered(tiny_facenet):
     assert result["squared_l2"] == pytest.approx(0.0, abs=1e-6) and result["verdict"] == "same"
     _, _, _, markdown, result = panel.verify(photo, photo, 1, 1, 0.36, "dlib")
     assert "**dlib** backend" in markdown
+
+
+def test_facenet_with_the_hub_out_of_reach_fails_at_once(monkeypatch):
+    """Downloads on but the Hub silent (a host without internet, no HF_HUB_OFFLINE): FaceNet is not offered and
+    asking for it answers at once with how to enable it, where huggingface_hub's retries took ~25 s."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("CVHUB_OFFLINE", raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nobody answers there
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert face_pipeline.available_backends() == ["dlib"]
+    started = time.monotonic()
+    with pytest.raises(UserError, match="cannot be reached from this host; put model.safetensors"):
+        face_pipeline.load_pipeline("facenet")
+    assert time.monotonic() - started < 2

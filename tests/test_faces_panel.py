@@ -5,13 +5,18 @@ import os
 import sqlite3
 import stat
 import tempfile
+import time
+from dataclasses import replace
 from unittest import mock
 
 import gradio as gr
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from core.faces.detection import DetectedFace
+from core.faces.pipeline import available_backends, load_pipeline
 from spaces import face_galleries, triplet
 from spaces import faces as panel
 from tests.conftest import SHARED
@@ -175,10 +180,21 @@ def test_triplet_playground_handlers(per_session_galleries):
     shown, text = triplet.hardest(0, 0.2, "dlib", visitor)
     assert [label.split(":")[0] for _, label in shown] == ["anchor", "hardest positive", "hardest negative"]
     assert "hardest positive: obama" in shown[1][1] and "obama" not in shown[2][1]
-    losses, before, after, text = triplet.train_demo(0.2, 20, "dlib", visitor)
-    assert set(losses["curve"]) == {"triplet (hard)", "logistic same/different"}
+    # A wide margin: these three people are apart already, and at mu = 0.2 the triplet loss is 0 throughout.
+    triplet_losses, logistic_losses, before, after, text = triplet.train_demo(0.8, 20, "dlib", visitor)
     assert len(before) == len(after) == 40 and "after" in text
+    assert len(triplet_losses) == len(logistic_losses) == 20 and list(triplet_losses.columns) == ["step", "loss"]
+    assert 0 < triplet_losses["loss"].max() < logistic_losses["loss"].max()
 
+
+def test_each_training_loss_has_an_axis_of_its_own():
+    """The triplet loss (~0.05) drawn on the logistic loss's axis (~0.7) looked flat: each has its own plot, whose
+    axis runs from 0 to that loss's own largest value."""
+    with gr.Blocks() as demo:
+        panel.build()
+    train = next(fn for fn in demo.fns.values() if fn.api_name == "train_triplet")
+    plots = [o for o in train.outputs if isinstance(o, gr.LinePlot)]
+    assert len(plots) == 2 and all(p.y_lim == [0, None] and p.color is None for p in plots)
 
 def test_two_api_clients_have_separate_galleries(per_session_galleries):
     with gr.Blocks() as demo:
@@ -198,13 +214,72 @@ def test_two_api_clients_have_separate_galleries(per_session_galleries):
 
 
 def test_a_face_cut_by_the_frame_is_boxed_inside_the_photo():
-    class CutFaces:  # what dlib reports for faces cut by the left/top and right/bottom edges
-        def __len__(self):
-            return 2
+    """dlib puts the box of a face cut by the frame partly outside the photo; the boxes given out and drawn stop
+    at the edge (AnnotatedImage drew a negative coordinate as a stray line at the opposite edge)."""
+    photo = Image.open(_photo("odd", "obama_partial_face.jpg")).convert("RGB")
+    face_set = load_pipeline("dlib").analyze(photo)
+    assert face_set.faces[0].box[0] < 0  # the detector's own box reaches past the left edge
+    shown, boxes = panel._numbered(photo, face_set)
+    assert shown is photo and [label for _, label in boxes] == ["face 1"]
+    x0, y0, x1, y1 = boxes[0][0]
+    assert x0 == 0 and 0 <= y0 < y1 <= photo.height - 1 and x1 <= photo.width - 1
+    # Both edges of both axes, on made-up boxes of a 100 x 80 photo.
+    cut = [DetectedFace((-12.4, -3.0, 50.0, 60.0), np.zeros((5, 2)), 1.0),
+           DetectedFace((70.0, 40.0, 130.0, 95.0), np.zeros((5, 2)), 1.0)]
+    small = Image.new("RGB", (100, 80))
+    made_up = replace(face_set, faces=cut, size=small.size)
+    _, boxes = panel._numbered(small, made_up)
+    assert [box for box, _ in boxes] == [(0, 0, 50, 60), (70, 40, 99, 79)]
 
-        def boxes(self):
-            return [(-12, -3, 50, 60), (70, 40, 130, 95)]
 
-    photo = Image.new("RGB", (100, 80))
-    shown, boxes = panel._numbered(photo, CutFaces())
-    assert shown is photo and [box for box, _ in boxes] == [(0, 0, 50, 60), (70, 40, 99, 79)]
+def test_only_backends_that_run_here_are_offered_and_the_others_say_how(monkeypatch):
+    """Tests run with downloads off and without FaceNet's weights: FaceNet is named with how to enable it, not
+    offered, and asking for it fails at once instead of waiting on the Hub."""
+    assert available_backends() == ["dlib"]
+    with gr.Blocks() as demo:
+        panel.build()
+    radio = next(b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Backend")
+    assert [value for _, value in radio.choices] == ["dlib"]
+    note = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "faces-facenet-missing")
+    assert "--weights-dir" in note.value and "py-feat/facenet" in note.value
+    started = time.monotonic()
+    with pytest.raises(gr.Error, match="cannot run here.*--weights-dir"):
+        panel.verify(_photo("two_people.jpg"), _photo("two_people.jpg"), 1, 1, 1.21, "facenet")
+    assert time.monotonic() - started < 2
+
+
+def test_a_failure_shows_only_on_its_own_outputs_and_the_verdict_sits_by_its_button():
+    """Gallery actions report progress and errors on the status line alone (the table, thumbnails and person list
+    keep what they show); the verdict is in the button's column, so it shows where the student clicked."""
+    with gr.Blocks() as demo:
+        panel.build()
+    events = {fn.api_name: fn for fn in demo.fns.values()}
+    status = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "faces-status")
+    for name in ("enroll", "rename_person", "delete_person", "list_people"):
+        assert events[name].show_progress_on == [status], name
+    verdict = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "faces-verdict")
+    button = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "faces-verify")
+    assert events["verify"].show_progress_on == [verdict]
+    column = button.parent
+    assert isinstance(column, gr.Column) and column.children.index(verdict) == column.children.index(button) + 1
+
+
+def test_the_verdict_names_the_detector_and_its_wall_time(per_session_galleries):
+    photo = _photo("gallery_and_queries", "train", "obama", "obama.jpg")
+    *_, markdown, result = panel.verify(photo, _photo("gallery_and_queries", "test", "obama1.jpg"), 1, 1, 0.36, "dlib")
+    assert markdown.startswith("## Same person")
+    assert "Photo 1: dlib's HOG detector (frontal faces) found 1 face(s)" in markdown
+    assert "Photo 2: dlib's HOG detector" in markdown and "wall time on a shared CPU" in markdown
+
+
+def test_crops_are_shown_whole():
+    """A gallery's tiles are squares as wide as its columns: three crops across the panel's width were taller than
+    their 240-px box, which showed only the eye band. They sit beside their text (half the width) and are fitted
+    into their tiles whole ("contain")."""
+    with gr.Blocks() as demo:
+        panel.build()
+    galleries = {b.label: b for b in demo.blocks.values() if isinstance(b, gr.Gallery)}
+    assert all(g.object_fit == "contain" for g in galleries.values())
+    for label in ("Aligned crops", "Hardest triplet"):
+        row = galleries[label].parent
+        assert isinstance(row, gr.Row) and [type(c) for c in row.children] == [gr.Gallery, gr.Markdown], label

@@ -12,12 +12,15 @@ import json
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import dlib
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from core.errors import UserError
 from core.faces.__main__ import main as cli
+from core.faces.detection import SMALL_FACE, UPSAMPLE_BELOW, hog_passes
 from core.faces.gallery import GalleryStore
 from core.faces.pipeline import default_threshold, load_pipeline
 from core.faces.recognition import enroll_images, identify_image
@@ -163,3 +166,50 @@ def test_command_line_verify_pairs_enroll_identify(tmp_path):
     assert rc == 0 and [f["name"] for f in out["faces"]].count("Barack") == 1
     rc, out = _run_cli(["verify", str(TRAIN / "obama" / "obama.jpg"), str(tmp_path / "missing.jpg"), "--json"])
     assert rc == 2 and out["error"]
+
+
+class ScriptedHog:
+    """A stand-in for dlib's HOG detector: ``run(image, upsample, threshold)`` answers from a script per upsample."""
+
+    def __init__(self, at_1x, at_2x):
+        self.script = {0: at_1x, 1: at_2x}
+        self.calls = []
+
+    def run(self, image, upsample, threshold):
+        self.calls.append(upsample)
+        rects = [dlib.rectangle(*box) for box in self.script[upsample]]
+        return rects, [1.0] * len(rects), [0] * len(rects)
+
+
+def test_the_upsampled_pass_runs_only_when_it_pays():
+    big, small_photo = np.zeros((900, 1280, 3), np.uint8), np.zeros((UPSAMPLE_BELOW, 600, 3), np.uint8)
+    large_face, near_limit, tiny = (100, 100, 400, 400), (600, 100, 600 + SMALL_FACE - 40, 180), (900, 500, 940, 540)
+    hog = ScriptedHog([large_face], [large_face])  # a portrait: one pass at 1x
+    rects, _, why = hog_passes(hog, big)
+    assert hog.calls == [0] and why == "" and len(rects) == 1
+    hog = ScriptedHog([], [tiny])  # nothing at 1x: look again at 2x
+    rects, _, why = hog_passes(hog, big)
+    assert hog.calls == [0, 1] and "no face" in why and [r.width() for r in rects] == [41]
+    # A face near the limit at 1x: 2x again; a face only the 1x pass caught is kept, one both caught counts once.
+    hog = ScriptedHog([large_face, near_limit], [(602, 98, 682, 182), tiny])
+    rects, _, why = hog_passes(hog, big)
+    assert hog.calls == [0, 1] and "81 px" in why and len(rects) == 3
+    hog = ScriptedHog([], [large_face])  # a small photo: straight to 2x, cheap at this size
+    _, _, why = hog_passes(hog, small_photo)
+    assert hog.calls == [1] and "small" in why
+
+
+def test_a_groups_small_faces_are_found_and_the_detector_says_how():
+    """The back rows of a group selfie: the 6 faces of the group photo (counted by hand) at half size in a
+    1600-px picture are ~36 px at the detector's 1280 px, below HOG's 80-px window. One pass at 1x (the rule
+    before) finds none of them; the second, upsampled pass finds all six. A portrait still costs one pass."""
+    group = load_image(FACES / "multiface.jpg").image
+    canvas = Image.new("RGB", (1600, 1000), (128, 128, 128))
+    canvas.paste(group.resize((group.width // 2, group.height // 2)), (400, 250))
+    hog = pipeline().detector.detector
+    assert len(hog.run(np.asarray(canvas.resize((1280, 800))), 0, 0.0)[0]) == 0
+    found = pipeline().analyze(canvas)
+    assert len(found) == 6 and found.detection.upsampled and found.detection.side == 1280
+    assert found.detection.describe().startswith("dlib's HOG detector (frontal faces) found 6 face(s) at 1280 px")
+    portrait = analyzed(TRAIN / "obama" / "obama.jpg")
+    assert len(portrait) == 1 and not portrait.detection.upsampled and "2x" not in portrait.detection.describe()

@@ -11,11 +11,20 @@ from PIL import Image
 from torch import nn
 
 import weights
+from core.engines import Accelerated
 from core.errors import UserError
 from core.visualize.__main__ import main
 from core.visualize.activations import channel_grid, colormap, normalize_maps, overlay, strongest_channels
 from core.visualize.filters import filter_grid, normalize_per_filter, tile
-from core.visualize.layers import first_conv, generic_layers, layer_catalog, layer_output, layer_outputs
+from core.visualize.layers import (
+    default_layer,
+    first_conv,
+    generic_layers,
+    layer_catalog,
+    layer_output,
+    layer_outputs,
+    pytorch_view,
+)
 from core.visualize.maximize import COLOR_CORRELATION, ImageParam, Regularisers, maximize, spectrum_scale
 from core.visualize.receptive_field import ReceptiveField, receptive_fields
 from core.visualize.top_patches import (
@@ -25,8 +34,10 @@ from core.visualize.top_patches import (
     find_index,
     list_images,
     load_index,
+    page_sheet,
     read_set_image,
     scan,
+    sheet_unit,
     update_top,
 )
 
@@ -70,6 +81,14 @@ def test_receptive_fields_from_the_modules_match_the_gradient_support():
     assert (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) == (left, top, right, bottom)
 
 
+def test_the_first_view_is_the_first_layer_with_a_24_pixel_field():
+    """conv1_1's 3 x 3-pixel patches are colour dots; from 24 pixels (VGG-19's conv3_1) the nine patches of a unit
+    agree on an edge, a colour or a texture. A net whose fields stay small shows its deepest layer."""
+    assert default_layer(layer_catalog("vgg19-caffe")) == "conv3_1"
+    small = {"a": ("0", ReceptiveField(size=3)), "b": ("1", ReceptiveField(size=12))}
+    assert default_layer(small) == "b"
+
+
 def test_vgg19_catalog_names_and_fields():
     catalog = layer_catalog("vgg19-caffe")
     assert list(catalog)[:5] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
@@ -96,6 +115,27 @@ def test_layer_outputs_stop_early_and_return_the_hooked_module():
 
 
 # --------------------------------------------------------------------------- filters
+
+
+class Opaque(Accelerated):
+    """An engine like OpenVINO: it keeps the PyTorch module but runs none of its layers."""
+
+    def forward(self, x):
+        return torch.zeros(len(x))
+
+
+def test_layers_of_a_model_an_engine_serves_are_reached_through_its_pytorch_module():
+    x = torch.rand(1, 3, 16, 16)
+    net = small_net()
+    expected = layer_output(net, "3", x)
+    assert pytorch_view(Opaque(net, "openvino")) is net  # the whole model served by the engine
+    served = nn.Sequential()
+    served.add_module("pre", nn.Identity())
+    served.add_module("body", Opaque(net, "openvino"))  # a part served by it (Mask R-CNN's encoder)
+    view = pytorch_view(served)
+    assert torch.equal(layer_output(view, "body.3", x), expected)
+    assert isinstance(served.body, Opaque) and view.pre is served.pre  # the served model is left as it was
+    assert pytorch_view(net) is net
 
 
 def test_normalize_per_filter_by_hand():
@@ -153,6 +193,23 @@ def _square_images(folder, n=5, side=40):
             a[20:26, 8:14] = 255
         Image.fromarray(a).save(folder / f"img{i}.png")
     return folder
+
+
+def test_a_page_sheet_holds_every_unit_and_a_click_finds_its_unit(tmp_path):
+    """Seven units of nine patches each: a 3x3 grid of 10-px patches per unit (3 * 11 + 1 = 34 px), a caption band
+    of 18 px, 10 px between units, three units to a row -> 3 * 44 - 10 = 122 by 3 * 62 - 10 = 176 pixels."""
+    folder = _square_images(tmp_path / "set", n=9)
+    names = list_images(str(folder))
+    field = ReceptiveField().through(3, 1, 1)
+    index = PatchIndex("tiny", "conv", field, str(folder), names, 64, np.ones((7, 9), np.float32),
+                       np.tile(np.arange(9), (7, 1)), np.full((7, 9), 5), np.full((7, 9), 5))
+    sheet = page_sheet(index, range(7), size=10, pad=1)
+    assert sheet.size == (122, 176)
+    assert sheet_unit(index, range(7), 5, 5, size=10, pad=1) == 0
+    assert sheet_unit(index, range(7), 44 + 40, 62 + 30, size=10, pad=1) == 4  # second row, second unit
+    assert sheet_unit(index, range(7), 5, 2 * 62 + 5, size=10, pad=1) == 6  # third row holds unit 6 alone
+    assert sheet_unit(index, range(7), 44 + 5, 2 * 62 + 5, size=10, pad=1) is None
+    assert sheet_unit(index, range(7), 3 * 44 + 1, 5, size=10, pad=1) is None
 
 
 def test_scan_finds_the_patch_that_excites_a_brightness_unit(tmp_path):
@@ -277,6 +334,9 @@ def test_maximize_paints_what_a_red_minus_green_unit_wants():
     assert torch.equal(before, net[0].weight)  # the model is not trained
     plain, history = maximize(net, "0", 1, lambda x: x, size=24, steps=30, lr=0.1, reg=Regularisers.none())
     assert plain[0].mean() > plain[1].mean() + 0.3
+    steps = []
+    maximize(net, "0", 1, lambda x: x, size=24, steps=3, on_step=lambda done, total: steps.append((done, total)))
+    assert steps == [(1, 3), (2, 3), (3, 3)]  # one report per step: a progress bar that moves
 
 
 def test_layer_outputs_leave_other_threads_forward_passes_alone():

@@ -15,8 +15,9 @@ from PIL import Image
 
 import weights
 from core.errors import UserError
-from core.faces.detection import DetectedFace
+from core.faces.detection import DetectedFace, Detection
 from core.faces.inception_resnet import TorchFaceEmbedder
+from weights.availability import availability
 
 #: backend key -> (embedding model record, detector record)
 BACKENDS = {
@@ -32,13 +33,16 @@ MIN_FACE_SIDE = 40
 class FaceSet:
     """The faces of one photo, largest first.
 
-    ``faces``: N detections; ``chips``: ``N x 3 x S x S`` uint8 aligned crops; ``embeddings``: ``N x D`` float32.
+    ``faces``: N detections; ``chips``: ``N x 3 x S x S`` uint8 aligned crops; ``embeddings``: ``N x D`` float32;
+    ``size``: the photo's (width, height); ``detection``: how the faces were found (detector, scale, time).
     """
 
     faces: list[DetectedFace]
     chips: torch.Tensor
     embeddings: torch.Tensor
     backend: str
+    size: tuple[int, int]
+    detection: Detection
     notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -48,7 +52,9 @@ class FaceSet:
         return Image.fromarray(self.chips[i].permute(1, 2, 0).numpy())
 
     def boxes(self) -> list[tuple[int, int, int, int]]:
-        return [tuple(int(round(v)) for v in f.box) for f in self.faces]
+        """Each face's box (x0, y0, x1, y1) in whole pixels, inside the photo: a face cut by the frame is boxed up
+        to the edge (a box past it would be drawn as a stray line at the opposite edge, or point off the photo)."""
+        return [f.inside(self.size) for f in self.faces]
 
 
 class FacePipeline:
@@ -70,7 +76,8 @@ class FacePipeline:
         Faces narrower than ``min_face`` pixels are dropped (with a note).
         """
         rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8)
-        faces = self.detector.detect(rgb)
+        detection = self.detector.find(rgb)
+        faces = detection.faces
         notes = []
         if min_face:
             small = [f for f in faces if f.width < min_face]
@@ -78,17 +85,38 @@ class FacePipeline:
                 notes.append(f"{len(small)} face(s) narrower than {min_face} pixels were ignored.")
             faces = [f for f in faces if f.width >= min_face]
         chips = self.embedder.align(rgb, faces)
-        return FaceSet(faces, chips, self.embed_chips(chips), self.name, notes)
+        return FaceSet(faces, chips, self.embed_chips(chips), self.name, (rgb.shape[1], rgb.shape[0]), detection, notes)
 
     def embed_chips(self, chips: torch.Tensor) -> torch.Tensor:
         """``N x 3 x S x S`` uint8 aligned chips -> ``N x D`` float32."""
         return self.embedder.embed(chips)
 
 
-def load_pipeline(backend: str = DEFAULT_BACKEND) -> FacePipeline:
-    """The pipeline of ``backend`` ("dlib" or "facenet"), its models loaded once through ``weights.load``."""
+def backend_availability(backend: str) -> str:
+    """"" when ``backend``'s models run on this host now (on disk, or fetched from a server that answers);
+    else one line on how to enable it. Downloads nothing."""
     if backend not in BACKENDS:
         raise UserError(f"Unknown face backend '{backend}'; choose one of: {', '.join(BACKENDS)}.")
+    for name in BACKENDS[backend]:
+        found = availability(name)
+        if not found.runnable:
+            return f"its weights ({name}) are not here, and {found.note}"
+    return ""
+
+
+def available_backends() -> list[str]:
+    """The backends that run on this host now, default first."""
+    return [b for b in BACKENDS if not backend_availability(b)]
+
+
+def load_pipeline(backend: str = DEFAULT_BACKEND) -> FacePipeline:
+    """The pipeline of ``backend`` ("dlib" or "facenet"), its models loaded once through ``weights.load``.
+
+    A backend whose weights cannot come (see :func:`backend_availability`) fails at once with how to enable it,
+    instead of waiting on a server known to be out of reach."""
+    missing = backend_availability(backend)
+    if missing:
+        raise UserError(f"The {backend} backend cannot run here: {missing}.")
     model_name, detector_name = BACKENDS[backend]
     record = weights.get_record(model_name)
     model = weights.load(model_name)

@@ -9,6 +9,7 @@ lister with :func:`register_layer_lister` keyed by its record's ``builder`` stri
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from typing import Callable
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from core.backbones.vgg import VGG19_LAYERS
+from core.engines import Accelerated
 from core.errors import UserError
 from core.visualize.receptive_field import ReceptiveField, receptive_fields
 from weights import create, get_record, list_models
@@ -26,6 +28,10 @@ VISIBLE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Conv2d, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.ReLU6,
     nn.MaxPool2d, nn.AvgPool2d,
 )
+
+#: The first layer shown: the first whose units see at least this many pixels (VGG-19's conv3_1). Its patches
+#: show an edge, a colour or a texture that the nine agree on; conv1_1's 3 x 3 pixels are colour dots.
+FIRST_VIEW_FIELD = 24
 
 LayerLister = Callable[[nn.Module], dict[str, str]]
 _LISTERS: dict[str, LayerLister] = {}
@@ -58,6 +64,25 @@ def list_layers(model: nn.Module, builder: str | None = None) -> dict[str, str]:
     if missing:
         raise ValueError(f"layer lister for {builder!r} names modules the model lacks: {missing[:3]}")
     return layers
+
+
+def pytorch_view(model: nn.Module) -> nn.Module:
+    """``model`` as PyTorch runs it, for looking inside: a part that a faster engine serves (an OpenVINO or bf16
+    :class:`core.engines.Accelerated`, installed in the app's shared copy) is swapped back for the PyTorch module it
+    keeps. An OpenVINO part runs no PyTorch layer, so no hook would fire, and a wrapper renames every layer inside.
+
+    The parents of a swapped part are shallow copies (parameters shared, nothing is copied); the served model is
+    unchanged. A model without engines is returned as it is.
+    """
+    if isinstance(model, Accelerated):
+        return pytorch_view(model.module)
+    children = dict(model.named_children())
+    swapped = {name: pytorch_view(child) for name, child in children.items()}
+    if all(swapped[name] is child for name, child in children.items()):
+        return model
+    view = copy.copy(model)
+    view._modules = {**model._modules, **swapped}  # a dict of its own: the served model keeps its parts
+    return view
 
 
 def get_module(model: nn.Module, path: str) -> nn.Module:
@@ -154,3 +179,9 @@ def layer_catalog(name: str) -> dict[str, tuple[str, ReceptiveField]]:
         raise UserError(f"The model '{name}' has no convolution layers to show.")
     fields = receptive_fields(model)
     return {display: (path, fields.get(path, ReceptiveField())) for display, path in layers.items()}
+
+
+def default_layer(catalog: dict[str, tuple[str, ReceptiveField]]) -> str:
+    """The layer to show first from a :func:`layer_catalog`: the first whose receptive field is at least
+    :data:`FIRST_VIEW_FIELD` pixels, else the deepest."""
+    return next((name for name, (_, rf) in catalog.items() if rf.size >= FIRST_VIEW_FIELD), list(catalog)[-1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -112,12 +113,13 @@ def unit_objective(acts: torch.Tensor, unit: int) -> torch.Tensor:
 
 def maximize(model: nn.Module, layer_path: str, unit: int, normalize, *, size: int = 128, steps: int = 256,
              lr: float = 0.05, reg: Regularisers = Regularisers(), seed: int = 0,
-             device: torch.device | str = "cpu") -> tuple[torch.Tensor, list[float]]:
+             device: torch.device | str = "cpu",
+             on_step: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[float]]:
     """Optimise a ``size`` x ``size`` image to excite ``unit`` of the module at ``layer_path``.
 
     ``normalize`` maps RGB in [0, 1] (Bx3xHxW) to the model's input (``record.normalize``).
-    Returns (3xHxW image in [0, 1], the objective after each step). The model must be in
-    eval mode; its parameters are not changed.
+    ``on_step(done, steps)`` is called after each step (a progress bar). Returns (3xHxW image in [0, 1],
+    the objective after each step). The model must be in eval mode; its parameters are not changed.
     """
     generator = torch.Generator().manual_seed(seed)
     param = ImageParam(size, reg=reg, generator=generator).to(device)
@@ -134,6 +136,8 @@ def maximize(model: nn.Module, layer_path: str, unit: int, normalize, *, size: i
         (-score).backward()
         optimiser.step()
         history.append(float(score.detach()))
+        if on_step is not None:
+            on_step(len(history), steps)
     with torch.no_grad():
         image = param()[0].float().cpu()
     return image, history

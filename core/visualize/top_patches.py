@@ -28,19 +28,23 @@ from typing import Iterable, Iterator
 import numpy as np
 import skimage.data
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 import weights
 from core.errors import UserError
 from core.images import load_image, to_tensor
 from core.runtime import inference_dtype, pick_device
-from core.visualize.layers import layer_catalog, layer_outputs
+from core.visualize.layers import layer_catalog, layer_outputs, pytorch_view
 from core.visualize.receptive_field import ReceptiveField
 
 #: The app's default image set: scikit-image's bundled sample pictures (BSD-licensed, redistributable).
 SAMPLE_SET = "skimage"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: A page sheet (:func:`page_sheet`): units per row, white gap between units, height of the caption band.
+SHEET_COLUMNS = 3
+SHEET_GAP = 10
+SHEET_CAPTION = 18
 
 
 def default_index_dir() -> Path:
@@ -204,6 +208,42 @@ class PatchIndex:
         return grid
 
 
+def _sheet_cell(index: PatchIndex, size: int, pad: int) -> tuple[int, int]:
+    """Width and height of one unit's place on a sheet: its grid of ``size``-px patches, then its caption."""
+    per_row = int(np.ceil(np.sqrt(index.value.shape[1])))  # as in unit_grid: 9 patches -> 3 x 3
+    side = per_row * (size + pad) + pad
+    return side + SHEET_GAP, side + SHEET_CAPTION + SHEET_GAP
+
+
+def page_sheet(index: PatchIndex, units, size: int = 48, pad: int = 2) -> Image.Image:
+    """A page of units as one picture: each unit's :meth:`PatchIndex.unit_grid` captioned "unit N", three to a row
+    (the lecture's 9 x 9 figure). One picture scales down to any screen whole, where a gallery of nine tiles
+    scrolled inside its box; :func:`sheet_unit` tells which unit a click on it hit."""
+    units = list(units)
+    cell_w, cell_h = _sheet_cell(index, size, pad)
+    rows = -(-len(units) // SHEET_COLUMNS)
+    columns = min(len(units), SHEET_COLUMNS)
+    sheet = Image.new("RGB", (columns * cell_w - SHEET_GAP, rows * cell_h - SHEET_GAP), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=SHEET_CAPTION - 4)
+    for i, unit in enumerate(units):
+        r, c = divmod(i, SHEET_COLUMNS)
+        grid = index.unit_grid(unit, size, pad)
+        sheet.paste(grid, (c * cell_w, r * cell_h))
+        draw.text((c * cell_w + grid.width / 2, r * cell_h + grid.height + 1), f"unit {unit}", fill=(40, 40, 40),
+                  font=font, anchor="ma")
+    return sheet
+
+
+def sheet_unit(index: PatchIndex, units, x: float, y: float, size: int = 48, pad: int = 2) -> int | None:
+    """The unit of ``units`` whose place on their :func:`page_sheet` holds pixel (x, y), or None (off the page)."""
+    units = list(units)
+    cell_w, cell_h = _sheet_cell(index, size, pad)
+    c, r = int(x // cell_w), int(y // cell_h)
+    i = r * SHEET_COLUMNS + c
+    return units[i] if 0 <= x and 0 <= y and c < SHEET_COLUMNS and i < len(units) else None
+
+
 def index_path(model: str, layer: str, source: str, index_dir: Path | None = None) -> Path:
     return Path(index_dir or default_index_dir()) / model / set_tag(source) / f"{layer}.npz"
 
@@ -278,7 +318,7 @@ def build_index(model_name: str, layers: list[str], source: str = SAMPLE_SET, *,
     record = weights.get_record(model_name)
     if model is None:  # the app's cached copy when the device is the configured one
         model = weights.load(model_name) if device == pick_device() else weights.create(model_name, device=device)
-    model = model.to(device=device, dtype=dtype)
+    model = pytorch_view(model).to(device=device, dtype=dtype)
     names = list_images(source)
     paths = [catalog[name][0] for name in layers]
     started = time.perf_counter()
