@@ -267,6 +267,18 @@ def load_model_announced(name: str, progress=None):
             raise
 
 
+#: Pictures the app may redistribute, each with its source, author and licence in the README beside them.
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+
+
+def shipped_example(filename: str) -> str:
+    """Path of a picture in spaces/examples/ (the README there names its source and licence)."""
+    path = EXAMPLES_DIR / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is not shipped; see {EXAMPLES_DIR / 'README.md'}")
+    return str(path)
+
+
 def bundled_example(name: str) -> str:
     """Path of scikit-image's bundled picture ``name`` as an RGB PNG, written once to a temp folder.
 

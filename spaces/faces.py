@@ -26,7 +26,7 @@ from core.faces.pipeline import (
 from core.faces.recognition import enroll_images, identify_image
 from core.faces.verification import verify_faces
 from spaces import triplet
-from spaces.common import UploadImage, markdown_text, read_image, user_errors
+from spaces.common import UploadImage, markdown_text, read_image, shipped_example, user_errors
 from spaces.face_galleries import end_session, gallery_for, is_shared
 
 TITLE = "Faces"
@@ -228,6 +228,11 @@ def build() -> None:
                 boxes1 = gr.AnnotatedImage(label="Faces found in photo 1")
                 boxes2 = gr.AnnotatedImage(label="Faces found in photo 2")
                 crops = gr.Gallery(label="Aligned crops compared", columns=2, height=240, object_fit="contain")
+            # Public-domain White House photos (spaces/examples/README.md): one person twice, then two people.
+            portrait = shipped_example("face-obama-2012-portrait.jpg")
+            gr.Examples([[portrait, shipped_example("face-obama-2009-speech.jpg")],
+                         [portrait, shipped_example("face-biden-2010.jpg")]],
+                        [photo1, photo2], label="Examples: the same person in two photos; two different people")
             last = gr.State(None)
             # Progress and a failure show on the verdict, next to the button (the toast says the sentence too).
             go.click(verify, [photo1, photo2, face1, face2, threshold, backend],

@@ -22,13 +22,13 @@ from core.runtime import settings
 from spaces.common import (
     WALL_TIME,
     UploadImage,
-    bundled_example,
     fetch_note,
     first_use_download,
     grouped_batch,
     load_model_announced,
     not_offered_note,
     read_image,
+    shipped_example,
     user_errors,
 )
 
@@ -168,8 +168,10 @@ def detect_batch(images: list, names: list, scores: list, boxes: list, masks: li
 
 
 def example_images() -> list[str]:
-    """Redistributable examples: scikit-image's bundled photos (a motorcycle, a person)."""
-    return [bundled_example(name) for name in ("stereo_motorcycle", "astronaut")]
+    """People and everyday objects for the COCO models (public domain or CC0: spaces/examples/README.md). No street
+    photo with an open licence could be found for the CamVid model."""
+    return [shipped_example(f) for f in ("person-astronaut-eileen-collins.jpg", "person-grace-hopper.jpg",
+                                         "cup-coffee.jpg", "cat-chelsea.jpg")]
 
 #: choice -> (VGG-19 layer or None for the image's own colours, stride in pixels)
 FEATURE_MAPS = {
@@ -289,7 +291,8 @@ def build() -> None:
         "street photo. torchvision's COCO Mask R-CNN (80 classes) and Keypoint R-CNN (17 body landmarks per "
         "person, the lecture's \"landmarks\") are in the list too where this host has their files or may "
         "download them: such a model says how much it downloads on first use. "
-        "The examples are scikit-image's pictures, the only ones the app may redistribute."
+        "The examples (people, a cup, a cat: public domain or CC0) are for the COCO models; no street photo with "
+        "an open licence could be shipped for the road-scene model."
     )
     models = instance_models()
     missing = [n for n in weights.list_models("instances") if n not in models]

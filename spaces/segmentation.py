@@ -23,7 +23,6 @@ from core.segmentation.speed import ms_per_frame, parameter_count
 from spaces.common import (
     WALL_TIME,
     UploadImage,
-    bundled_example,
     first_use_download,
     grouped_batch,
     load_model_announced,
@@ -184,11 +183,6 @@ _GALLERY_CSS = ("<style>@media (max-width: 640px) {#seg-compare-gallery .grid-co
                 "#seg-compare-gallery .caption-label {white-space: normal; max-width: 95%}</style>")
 
 
-def example_images() -> list[str]:
-    """Redistributable examples: scikit-image's bundled photos."""
-    return [bundled_example(name) for name in ("rocket", "astronaut", "coffee")]
-
-
 def build() -> None:
     gr.Markdown(
         "Every pixel gets one of CamVid's 11 classes (road scenes from a car: sky, building, road, car, pedestrian…). "
@@ -213,8 +207,10 @@ def build() -> None:
             shown = gr.Image(label="Classes over the photo", type="pil", format="png", elem_id="seg-result")
             info = gr.Markdown()
             legend = gr.HTML(label="Legend and pixel share")
-    # Below both columns: on a phone, where the columns stack, the result comes right after the button.
-    gr.Examples(example_images(), inputs=image)
+    # No examples: the models know CamVid's road scenes only, and no street photo with an open licence could be
+    # found to ship (spaces/examples/README.md); a rocket or a cup painted as buildings and trees taught nothing.
+    gr.Markdown("The models know road scenes only (CamVid: Cambridge streets seen from a car): upload a street photo. "
+                "No street photo with an open licence could be shipped as an example.")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     run.click(segment_batch, [image, model, opacity], [shown, legend, info], api_name="segment", **batch)
     opacity.release(segment_batch, [image, model, opacity], [shown, legend, info], api_visibility="private", **batch)
