@@ -17,7 +17,7 @@ from core.style.backbone import BACKBONES, DEFAULT_BACKBONE, load_backbone
 from core.style.costs import STYLE_NORMALIZATIONS
 from core.style.features import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, LAYER_NAMES
 from core.style.heatmaps import gram_pair
-from core.style.transfer import INITS, OPTIMIZERS, TransferConfig, as_batch, resize_longest, transfer
+from core.style.transfer import INITS, OPTIMIZERS, TransferConfig, as_batch, resize_longest, transfer, uses_bf16
 from spaces.common import WALL_TIME, UploadImage, bundled_example, load_model_announced, read_image, user_errors
 
 TITLE = "Style transfer"
@@ -233,11 +233,13 @@ def _stylize(content_upload, style_upload, style2_upload, blend, alpha, beta, la
                              loader=lambda name: load_model_announced(name, progress))
     if backbone.note:
         notes.append(backbone.note)
+    device = next(backbone.features.parameters()).device
+    precision = "bf16 autocast" if uses_bf16(config, device) else "fp32"
     history = []
     with gpu_memory_guard():
         for p in transfer(backbone.features, backbone.normalize, content, styles, config, stop=stop.is_set):
             history.append((p.step, config.alpha * p.content, config.beta * p.style, p.total))
-            status = _status(p, config, backbone.name, notes)
+            status = _status(p, config, f"{backbone.name}, {precision}", notes)
             if p.done:
                 yield to_pil(p.image[0]), cost_plot(history, steps), status, gram_views(p.grams)
             elif p.image is not None:
@@ -247,7 +249,7 @@ def _stylize(content_upload, style_upload, style2_upload, blend, alpha, beta, la
 
 
 def _status(p, config: TransferConfig, backbone: str, notes: list[str]) -> str:
-    """The status lines of one progress report (Markdown)."""
+    """The status lines of one progress report (Markdown); ``backbone`` names the weights and the precision."""
     if not p.done:
         head = f"**Step {p.step}/{config.steps}**"
     elif p.step < config.steps:

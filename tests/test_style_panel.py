@@ -60,6 +60,7 @@ def test_handler_streams_image_costs_and_gram_maps(shared_weights, pictures):
     assert plot["x_lim"] == [0, panel.MIN_STEP_AXIS]
     assert "Done" in status and "4 steps" in status and "ms per step" in status and "gatys" in status
     assert "wall time on this shared server" in status
+    assert "vgg19-caffe, fp32" in status  # the tests serve fp32 (CVHUB_RUNTIME=eager): the panel says which precision
     assert [caption.split(":")[0] for _, caption in grams] == ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
     assert grams[0][0].shape == (192, 2 * 192 + 8, 3)
     # the costs fall, to the end: the last point is the cost of the image shown
