@@ -33,7 +33,7 @@ def shared() -> Path:
 @pytest.fixture()
 def shared_weights(shared, monkeypatch):
     """Point the resolver at ../shared/weights for this test."""
-    monkeypatch.setattr(runtime, "_settings", runtime.Settings(weights_dir=shared / "weights"))
+    monkeypatch.setattr(runtime, "_settings", runtime.Settings.from_env(weights_dir=str(shared / "weights")))
     return shared / "weights"
 
 
