@@ -258,16 +258,17 @@ def test_bench_script_reports_every_variant_that_applies(tmp_path):
     assert rows[0]["speedup_vs_eager"] == 1.0
 
 
-def test_layout_result_before_examples_and_the_whole_comparison_in_view():
-    """At 390 px the columns stack: the result must come right after the button, the examples after it. The
-    comparison gallery grows to its four pictures (Gradio's "auto" height is a 450 px box that hid two)."""
+def test_layout_result_after_the_button_and_the_whole_comparison_in_view():
+    """At 390 px the columns stack: the result must come right after the button, before anything below both
+    columns. The comparison gallery grows to its four pictures (Gradio's "auto" height is a 450 px box that hid
+    two)."""
     with gr.Blocks() as demo:
         panel.build()
     order = list(demo.blocks.values())
     result = next(i for i, b in enumerate(order) if getattr(b, "elem_id", None) == "seg-result")
     button = next(i for i, b in enumerate(order) if getattr(b, "elem_id", None) == "seg-button")
-    examples = next(i for i, b in enumerate(order) if type(b).__name__ == "Dataset")
-    assert button < result < examples
+    below = next(i for i, b in enumerate(order) if "No street photo" in str(getattr(b, "value", "")))
+    assert button < result < below
     gallery = next(b for b in order if getattr(b, "elem_id", None) == "seg-compare-gallery")
     assert gallery.columns == 4 and gallery.height not in (None, "auto") and gallery.object_fit == "contain"
 
