@@ -8,8 +8,8 @@ the engines the CPU supports (bf16 needs AMX or AVX512-BF16; OpenVINO needs its 
 choice is kept on disk with the converted OpenVINO model. An operator forces one engine with ``--runtime``.
 
 Conversion and timing cost seconds to a minute per model, so they never run inside a visitor's request:
-:func:`prepare` runs in a background thread when the app starts (and ``python -m core.engines prepare`` does
-it ahead), and a model that is not prepared yet is served by fp32 PyTorch meanwhile. :func:`described`
+:func:`prepare` runs in a background thread when the app starts (``weights.prepare_engines``), and a model that
+is not prepared yet is served by fp32 PyTorch meanwhile. :func:`described`
 says which engine served a model, so each panel can say it.
 """
 
