@@ -291,8 +291,8 @@ def build() -> None:
         "street photo. torchvision's COCO Mask R-CNN (80 classes) and Keypoint R-CNN (17 body landmarks per "
         "person, the lecture's \"landmarks\") are in the list too where this host has their files or may "
         "download them: such a model says how much it downloads on first use. "
-        "The examples (people, a cup, a cat: public domain or CC0) are for the COCO models; no street photo with "
-        "an open licence could be shipped for the road-scene model."
+        "The examples (people, a cup, a cat: public domain or CC0) are offered with the COCO models; no street "
+        "photo with an open licence could be shipped for the road-scene model."
     )
     models = instance_models()
     missing = [n for n in weights.list_models("instances") if n not in models]
@@ -302,7 +302,10 @@ def build() -> None:
     default = default if default in models else (models[0] if models else None)
     with gr.Row():
         with gr.Column():
-            det_photo = UploadImage(label="Street scene (or any photo)", elem_id="det-photo")
+            # A fixed height: a tall example photo would push the result below the fold.
+            det_photo = UploadImage(label="Street scene (or any photo)", height=320, elem_id="det-photo")
+            # Right under the photo: the result at the top of the next column is then in view when it is clicked.
+            det_button = gr.Button("Find instances", variant="primary", elem_id="det-button")
             det_model = gr.Dropdown([(model_label(n), n) for n in models], value=default, label="Model",
                                     elem_id="det-model")
             det_score = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
@@ -314,14 +317,17 @@ def build() -> None:
                                          info="17 body landmarks per person (Keypoint R-CNN)", elem_id="det-keypoints")
             if not any(predicts_keypoints(n) for n in models):
                 gr.Markdown(keypoints_howto(), elem_id="det-keypoints-note")
-            det_button = gr.Button("Find instances", variant="primary", elem_id="det-button")
         with gr.Column():
             det_view = gr.Image(label="Instances: each with its own colour", type="pil", format="png",
                                 elem_id="det-view")
             det_info = gr.Markdown(elem_id="det-info")
             det_table = gr.Dataframe(headers=TABLE_HEADERS, label="Instances", interactive=False)
     # Below both columns: on a phone, where the columns stack, the result comes right after the button.
-    gr.Examples(example_images(), inputs=det_photo)
+    if any(not _knows_road_scenes(weights.get_record(n)) for n in models):
+        gr.Examples(example_images(), inputs=det_photo)
+    else:  # the road-scene model calls the astronaut's suit a car: the people-and-things examples would mislead
+        gr.Markdown("The examples (people, a cup, a cat) come with the COCO models, which this host cannot fetch; "
+                    "the road-scene model needs a street photo.", elem_id="det-no-examples")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     det_inputs = [det_photo, det_model, det_score, det_boxes, det_masks, det_points]
     det_outputs = [det_view, det_table, det_info]

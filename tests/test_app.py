@@ -303,3 +303,160 @@ def test_browser_first_minutes_stop_keeps_the_result_and_results_are_in_view(run
         below = phone.get_by_text("No street photo").first.bounding_box()  # the line below both columns
         assert button["y"] < result["y"] < button["y"] + button["height"] + 100 and result["y"] < below["y"]
         browser.close()
+
+
+#: Collects every error toast and error pill that Gradio shows, even one that fades before the test looks.
+_WATCH_ERRORS = """
+window.__cvhubErrors = [];
+new MutationObserver(() => {
+  for (const e of document.querySelectorAll('.toast-body.error, [data-testid="status-tracker"] span.error')) {
+    const text = e.textContent.trim();
+    if (text && !e.dataset.seen) { e.dataset.seen = '1'; window.__cvhubErrors.push(text); }
+  }
+}).observe(document, {childList: true, subtree: true, characterData: true});
+"""
+
+#: The tabs in order, with the id their content carries (app.build_app) and the element that shows their answer.
+FIRST_ANSWERS = (("Segmentation", "segmentation", "#seg-result"), ("Building blocks", "lab", "#lab-maxunpool"),
+                 ("Instances", "instances", "#det-view"), ("Faces", "faces", "#faces-verdict"),
+                 ("Style transfer", "style", "#style-output"), ("What a network learns", "visualize", "#vis-patches"),
+                 ("About", "about", "#about-models"))
+
+
+def open_tab(page, title: str) -> None:
+    """Click the tab ``title``; a narrow window keeps some tabs in the "More tabs" menu."""
+    page.get_by_role("tab").first.wait_for()
+    tab = page.get_by_role("tab", name=title, exact=True)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=title).first.click()
+    page.wait_for_timeout(300)
+
+
+def _press(button) -> None:
+    """Click a tab's main button with the page scrolled to show it mid-window, the same wherever the page was."""
+    button.evaluate("e => e.scrollIntoView({block: 'center'})")
+    button.click()
+
+
+def _first_example(page, shown: str) -> None:
+    """Click the first example of the open tab and wait until the picture ``shown`` of its inputs shows."""
+    page.locator("button.gallery-item:visible, tr.tr-body:visible").first.click()
+    page.locator(shown).first.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+
+
+def first_answer(page, title: str, street_photo, style: tuple[int, int] = (5, 64), timeout_ms: int = 120_000):
+    """What a new student does first on the tab ``title`` (open it; click its first example where it has examples,
+    else upload ``street_photo`` where it needs a picture; press its main button) -> the locator of the answer,
+    once it shows. ``style``: the style transfer's steps and size (px). Shared with docs/screenshots.py."""
+    open_tab(page, title)
+    if title == "Segmentation":
+        page.locator("#seg-photo input[type=file]").set_input_files(str(street_photo))
+        page.locator("#seg-photo img").first.wait_for(timeout=30_000)
+        _press(page.locator("#seg-button"))
+        page.locator("#seg-result img").wait_for(timeout=timeout_ms)
+        page.locator(".seg-legend").wait_for(timeout=timeout_ms)
+    elif title == "Building blocks":
+        _press(page.locator("#lab-unpool-button"))
+        page.locator("#lab-maxunpool table").wait_for(timeout=timeout_ms)
+    elif title == "Instances":
+        if page.locator("#det-no-examples").count():  # offline: the road-scene model alone, no examples for it
+            page.locator("#det-photo input[type=file]").set_input_files(str(street_photo))
+            page.locator("#det-photo img").first.wait_for(timeout=30_000)
+        else:
+            _first_example(page, "#det-photo img")
+        _press(page.locator("#det-button"))
+        page.locator("#det-info").get_by_text("ms per image").wait_for(timeout=timeout_ms)
+        page.locator("#det-view img").wait_for(timeout=timeout_ms)
+    elif title == "Faces":
+        _first_example(page, "#faces-photo2 img")
+        _press(page.locator("#faces-verify"))
+        page.locator("#faces-verdict").get_by_text("wall time").wait_for(timeout=timeout_ms)
+    elif title == "Style transfer":
+        _first_example(page, ".block:has([data-testid=block-label]:text-is('Style image S')) img")
+        for label, value in (("steps", style[0]), ("size (longest side, px)", style[1])):
+            number = page.get_by_label(f"number input for {label}")
+            number.fill(str(value))
+            number.press("Enter")
+        _press(page.locator("#style-run"))
+        page.locator("#style-status").get_by_text("Done").wait_for(timeout=timeout_ms)
+        page.locator("#style-output img").wait_for(timeout=timeout_ms)
+    elif title == "What a network learns":
+        _press(page.locator("#vis-patches-button"))
+        page.locator("#vis-patches img").wait_for(timeout=timeout_ms)
+        page.wait_for_function("document.querySelector('#vis-patches img').complete", timeout=timeout_ms)
+    elif title == "About":
+        _press(page.locator("button:visible", has_text="Refresh").first)
+        page.locator("#about-models th").last.wait_for(timeout=timeout_ms)
+    else:
+        raise ValueError(f"no first steps for the tab {title!r}")
+    page.wait_for_timeout(500)
+    return page.locator(dict((t, r) for t, _, r in FIRST_ANSWERS)[title])
+
+
+def _check_first_answer(page, title: str, answer) -> str | None:
+    """What is wrong with the answer ``first_answer`` gave on the tab ``title`` (None when it is right)."""
+    if title == "Segmentation":
+        shares = {row.locator("td").nth(1).inner_text(): row.locator("td").nth(2).inner_text()
+                  for row in page.locator(".seg-legend tr").all()[1:]}
+        if not all(re.fullmatch(r"\d+\.\d %", shares.get(c, "")) and float(shares[c][:-2]) > 0
+                   for c in ("Road", "Car")):
+            return f"the legend lacks Road or Car with a share above 0: {shares}"
+    elif title == "Building blocks":
+        cells = [[td.inner_text() for td in row.locator("td").all()] for row in answer.locator("tr").all()]
+        if cells != UNPOOLED:
+            return f"max-unpooled grid {cells}"
+    elif title == "Instances":
+        info = page.locator("#det-info").inner_text()
+        if page.locator("#det-no-examples").count():
+            if not re.search(r"\d+ car", info):
+                return f"the road-scene model should find a car on the street frame; it says: {info[:120]!r}"
+        elif " person" not in info:
+            return f"a COCO model should find the person of the first example; it says: {info[:120]!r}"
+    elif title == "Faces":
+        if "Same person" not in answer.inner_text():
+            return f"verdict {answer.inner_text()[:80]!r}"
+    elif title == "Style transfer":
+        if "Done" not in page.locator("#style-status").inner_text():
+            return f"status {page.locator('#style-status').inner_text()[:80]!r}"
+    elif title == "What a network learns":
+        shown = answer.locator("img").bounding_box()
+        if not (shown and shown["width"] > 100 and shown["height"] > 100):
+            return f"the sheet of patches shows at {shown}"
+    elif title == "About":
+        if "available here" not in answer.locator("th").last.inner_text():
+            return "the model table has no 'available here' column"
+    return None
+
+
+def test_browser_every_tab_first_example_answers_in_view(running_app, shared, tmp_path):
+    """At 1280x800, each tab as a new student meets it: its first example (or an upload where it has none) and its
+    main button give the right answer, on screen after the click (the answer's top in the window, with the button
+    scrolled to mid-window), with no error toast or pill on the way. Offline, Instances has only the road-scene
+    Mask R-CNN and no examples (its people-and-things examples come with the COCO models): a street frame gives a
+    car. Every tab is tried; the failures are listed together."""
+    assert [t for t, _, _ in FIRST_ANSWERS] == [m.TITLE for m in app.panels()] + ["About"]
+    street = tmp_path / "street.png"
+    Image.open(shared / "data" / "camvid" / "val" / "0016E5_08143.jpg").save(street)
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.add_init_script(_WATCH_ERRORS)
+        page.goto(running_app)
+        for title, _, _ in FIRST_ANSWERS:
+            answer = first_answer(page, title, street)
+            box = answer.bounding_box()
+            if not (box and 0 <= box["y"] <= 800 - 100):  # its top, and the first 100 px of it, in the window
+                problems.append(f"{title}: the answer's top is out of view after the click: {box}")
+            errors = page.evaluate("window.__cvhubErrors.splice(0)")
+            if errors:
+                problems.append(f"{title}: error toast or pill: {errors}")
+            wrong = _check_first_answer(page, title, answer)
+            if wrong:
+                problems.append(f"{title}: {wrong}")
+        browser.close()
+    assert not problems, "\n".join(problems)
