@@ -98,7 +98,7 @@ def main(argv=None) -> None:
     demo = build_app()
     prepare_engines_in_background()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                       max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
+                max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
 
 
 if __name__ == "__main__":
