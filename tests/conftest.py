@@ -1,5 +1,6 @@
 """Shared test fixtures: the repository, and ../shared (weights, CamVid, faces, images) beside it."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import weights
 from core import runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,3 +75,24 @@ def running_app(shared):
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture()
+def first_fetch(monkeypatch):
+    """Every model looks absent, so a load announces a fetch; the fetch reports 20 of 40 MB (the real load follows).
+    Yields (toasts, progress reports, a progress tracker to hand the handler)."""
+    toasts, reports = [], []
+
+    @contextlib.contextmanager
+    def fetching(report):
+        report(20_000_000, 40_000_000)
+        yield
+
+    from spaces import common  # noqa: PLC0415 (the panels import Gradio: only the tests that use this)
+
+    monkeypatch.setattr(common, "_failed_fetches", {})
+    monkeypatch.setattr(common.gr, "Info", lambda message, *a, **k: toasts.append(message))
+    monkeypatch.setattr(weights, "is_loaded", lambda name: False)
+    monkeypatch.setattr(weights, "to_fetch", lambda record: [record.source])
+    monkeypatch.setattr(weights, "download_progress", fetching)
+    yield toasts, reports, lambda fraction, desc=None: reports.append((fraction, desc))

@@ -1,6 +1,5 @@
 """The RoI Pool vs RoI Align panel: its handler on a photo, the VGG-19 feature map, bad boxes, the API."""
 
-import contextlib
 import json
 import re
 import subprocess
@@ -285,25 +284,6 @@ def test_the_intro_says_the_coco_models_are_downloaded_where_the_host_may():
     intro = next(b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and "Mask R-CNN" in b.value)
     assert "in the weights folder" not in intro
     assert "where this host has their files or may download them" in intro and "downloads on first use" in intro
-
-
-@pytest.fixture()
-def first_fetch(monkeypatch):
-    """Every model looks absent, so a load announces a fetch; the fetch reports 20 of 40 MB (the real load follows).
-    Yields (toasts, progress reports, a progress tracker to hand the handler)."""
-    toasts, reports = [], []
-
-    @contextlib.contextmanager
-    def fetching(report):
-        report(20_000_000, 40_000_000)
-        yield
-
-    monkeypatch.setattr(common, "_failed_fetches", {})
-    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: toasts.append(message))
-    monkeypatch.setattr(weights, "is_loaded", lambda name: False)
-    monkeypatch.setattr(weights, "to_fetch", lambda record: [record.source])
-    monkeypatch.setattr(weights, "download_progress", fetching)
-    yield toasts, reports, lambda fraction, desc=None: reports.append((fraction, desc))
 
 
 def test_roi_view_announces_the_vgg19_fetch_and_shows_its_progress(photo, shared_weights, first_fetch):

