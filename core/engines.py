@@ -259,41 +259,55 @@ def prepare(name: str, model: nn.Module, runtime: str = "auto") -> nn.Module:
     chosen = runtime
     if runtime == "auto":
         saved = _load_choices().get(name, {}).get("engine")  # ignored if the record has since dropped it
-        chosen = saved if saved in ("eager", *candidates) else _measure(name, model, candidates) if candidates \
-            else "eager"
+        if saved in ("eager", *candidates):
+            chosen = saved
+        elif candidates:  # measured now: the timed module itself is installed, not built a second time
+            return _place(name, model, *_measure(name, model, candidates))
+        else:
+            chosen = "eager"
     return install(name, model, chosen)
 
 
 def _where(name: str, model: nn.Module):
-    """(record, parent, attribute, part, example input, stride) of the part of ``model`` an engine runs."""
+    """(record, the part of ``model`` an engine runs, an example input of its working size, its stride)."""
     from weights import get_record  # noqa: PLC0415 (the registry imports this module)
 
     record = get_record(name)
-    parent, attribute, part = _part(model, record.engine_part)
+    _, _, part = _part(model, record.engine_part)
     stride = getattr(model, "stride", None) or 32
-    return record, parent, attribute, part, _example(record, part, stride), stride
+    return record, part, _example(record, part, stride), stride
 
 
-def _measure(name: str, model: nn.Module, candidates: list[str]) -> str:
-    """Time each candidate against fp32 on the model's working size; save and return the fastest."""
-    record, _, _, part, example, stride = _where(name, model)
-    key = f"{name}-{record.engine_part or 'model'}"
-    built = {e: accelerate(part, e, example, stride=stride, key=key) for e in candidates}
+def _measure(name: str, model: nn.Module, candidates: list[str]) -> tuple[str, nn.Module]:
+    """Time each candidate against fp32 on the model's working size; save the fastest's name and return it with
+    its module (the part itself for fp32)."""
+    record, part, example, stride = _where(name, model)
+    built = {e: accelerate(part, e, example, stride=stride, key=_key(name, record)) for e in candidates}
     chosen, ms = fastest({"eager": part, **built}, example)
     _save_choice(name, chosen, ms)
     log.info("%s: %s chosen on this host (%s)", name, chosen, ", ".join(f"{e} {v:.0f} ms" for e, v in ms.items()))
-    return chosen
+    return chosen, built.get(chosen, part)
 
 
 def install(name: str, model: nn.Module, engine: str) -> nn.Module:
     """``model`` run by ``engine`` (any engine, listed by the record or not: the bench compares them all).
 
-    An engine for a part (``record.engine_part``) replaces that submodule in ``model``, which is returned;
-    one for the whole model wraps it. Converted models are cached on disk, so this costs seconds, not minutes,
-    after the first time on a host.
+    Converted models are cached on disk, so this costs seconds, not minutes, after the first time on a host.
     """
-    record, parent, attribute, part, example, stride = _where(name, model)
-    fast = accelerate(part, engine, example, stride=stride, key=f"{name}-{record.engine_part or 'model'}")
+    record, part, example, stride = _where(name, model)
+    return _place(name, model, engine, accelerate(part, engine, example, stride=stride, key=_key(name, record)))
+
+
+def _key(name: str, record) -> str:
+    return f"{name}-{record.engine_part or 'model'}"
+
+
+def _place(name: str, model: nn.Module, engine: str, fast: nn.Module) -> nn.Module:
+    """``fast`` (``engine``'s module for the record's part) put to work: it replaces that submodule in ``model``,
+    which is returned, or, for the whole model, is returned itself."""
+    from weights import get_record  # noqa: PLC0415 (the registry imports this module)
+
+    parent, attribute, _ = _part(model, get_record(name).engine_part)
     settle(name, engine)
     if not attribute:
         return fast
