@@ -126,6 +126,16 @@ def test_uploads_results_and_session_galleries_do_not_outlive_the_hour():
     assert [fn.fn for fn in unloads] == [faces.unload] and faces.unload is face_galleries.end_session
 
 
+def _enrol(page, name: str, photo) -> None:
+    """On the Faces tab: open Recognition, enrol ``photo`` as ``name`` and wait for the status to say so."""
+    page.get_by_role("tab", name="Recognition", exact=True).click()
+    page.locator("#faces-name textarea, #faces-name input").first.fill(name)
+    page.locator("#faces-photos input[type=file]").set_input_files(str(photo))
+    page.wait_for_timeout(1000)
+    page.locator("#faces-enroll").click()
+    page.locator("#faces-status").get_by_text("Enrolled").wait_for(timeout=120_000)
+
+
 def test_browser_enrols_clears_the_form_keeps_the_gallery_on_failure_and_forgets_it_with_the_tab(running_app, shared):
     """The Faces panel as a student meets it: enrol a face, fail an enrolment, close the tab; the gallery's
     file lives exactly as long as the tab."""
@@ -137,12 +147,7 @@ def test_browser_enrols_clears_the_form_keeps_the_gallery_on_failure_and_forgets
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(running_app)
         page.get_by_role("tab", name="Faces", exact=True).click()
-        page.get_by_role("tab", name="Recognition", exact=True).click()
-        page.locator("#faces-name textarea, #faces-name input").first.fill("Ada <b>L</b>")
-        page.locator("#faces-photos input[type=file]").set_input_files(str(photo))
-        page.wait_for_timeout(1000)
-        page.locator("#faces-enroll").click()
-        page.locator("#faces-status").get_by_text("Enrolled").wait_for(timeout=120_000)
+        _enrol(page, "Ada <b>L</b>", photo)
         assert page.locator("#faces-name textarea, #faces-name input").first.input_value() == ""  # a fresh form
         people = page.locator("#faces-people")
         assert "Ada <b>L</b>" in people.inner_text()  # the name as typed: text, not markup
@@ -186,12 +191,7 @@ def test_browser_faces_and_visualize_answer_where_the_student_looks(running_app,
         assert page.evaluate("window.scrollY") == 0 and box["y"] + box["height"] <= 800
         assert "wall time on a shared CPU" in verdict.inner_text()
 
-        page.get_by_role("tab", name="Recognition", exact=True).click()
-        page.locator("#faces-name textarea, #faces-name input").first.fill("Barack")
-        page.locator("#faces-photos input[type=file]").set_input_files(str(obama))
-        page.wait_for_timeout(1000)
-        page.locator("#faces-enroll").click()
-        page.locator("#faces-status").get_by_text("Enrolled").wait_for(timeout=120_000)
+        _enrol(page, "Barack", obama)
         page.locator("#faces-enroll").click()  # no name, no photo: fails with its sentence
         page.get_by_text("Please upload at least one photo").first.wait_for(timeout=60_000)
         page.wait_for_timeout(500)
