@@ -1,16 +1,18 @@
-"""Engines that run a trained network faster on a CPU with the same answers: PyTorch fp32, bf16 autocast, OpenVINO.
+"""Engines that run a trained network faster on a CPU with the same answers: PyTorch fp32, bf16 autocast, Inductor
+(ahead-of-time compiled), OpenVINO.
 
 A model's record lists the engines that keep its answers (``ModelRecord.engines``: checked on real CamVid
 frames by ``tests/test_engines.py`` and ``bench/engines.py``) and the part of the model they run
 (``engine_part``: the whole network, or Mask R-CNN's VGG-19 encoder). On a host, ``auto`` takes among those
-the engines the CPU supports (bf16 needs AMX or AVX512-BF16; OpenVINO needs its package) the fastest one
-*by measurement*: each candidate is timed against fp32 on the model's working size, once per host, and the
-choice is kept on disk with the converted OpenVINO model. An operator forces one engine with ``--runtime``.
+the engines the CPU supports (bf16 needs AMX or AVX512-BF16; OpenVINO needs its package; Inductor a C++
+compiler) the fastest one *by measurement*: each candidate is timed against fp32 on the model's working size,
+once per host, and the choice is kept on disk with the converted model (OpenVINO IR, Inductor's .pt2 package).
+An operator forces one engine with ``--runtime``.
 
-Conversion and timing cost seconds to a minute per model, so they never run inside a visitor's request:
-:func:`prepare` runs in a background thread when the app starts (``weights.prepare_engines``), and a model that
-is not prepared yet is served by fp32 PyTorch meanwhile. :func:`described`
-says which engine served a model, so each panel can say it.
+Conversion, compilation and timing cost seconds to a few minutes per model, so they never run inside a visitor's
+request: :func:`prepare` runs in a background thread when the app starts (``weights.prepare_engines``), and a
+model that is not prepared yet is served by fp32 PyTorch meanwhile. :func:`described` says which engine served a
+model, so each panel can say it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -31,12 +34,15 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-#: ``eager`` is PyTorch fp32; ``bf16`` PyTorch under bf16 autocast (channels_last); ``openvino`` OpenVINO in
-#: fp32 and ``openvino-bf16`` OpenVINO with bf16 inference precision (on AMX its default).
-ENGINES = ("eager", "bf16", "openvino", "openvino-bf16")
+#: ``eager`` is PyTorch fp32; ``bf16`` PyTorch under bf16 autocast (channels_last); ``inductor`` the fp32
+#: network compiled ahead of time by PyTorch Inductor (AOTInductor: fused C++ kernels, frozen weights) and
+#: ``inductor-bf16`` the same under bf16 autocast; ``openvino`` OpenVINO in fp32 and ``openvino-bf16`` OpenVINO
+#: with bf16 inference precision (on AMX its default).
+ENGINES = ("eager", "bf16", "inductor", "inductor-bf16", "openvino", "openvino-bf16")
 RUNTIMES = ("auto", *ENGINES)
-LABELS = {"eager": "PyTorch fp32", "bf16": "PyTorch bf16 autocast", "openvino": "OpenVINO fp32",
-          "openvino-bf16": "OpenVINO bf16"}
+LABELS = {"eager": "PyTorch fp32", "bf16": "PyTorch bf16 autocast", "inductor": "PyTorch Inductor fp32 (compiled)",
+          "inductor-bf16": "PyTorch Inductor bf16 (compiled)",
+          "openvino": "OpenVINO fp32", "openvino-bf16": "OpenVINO bf16"}
 
 
 def cpu_has_bf16() -> bool:
@@ -52,6 +58,8 @@ def supported(engine: str, device: torch.device) -> bool:
         return False
     if engine.endswith("bf16") and not cpu_has_bf16():
         return False
+    if engine.startswith("inductor"):  # compiles C++ once per host
+        return any(shutil.which(cxx) for cxx in (os.environ.get("CXX") or "g++", "c++", "clang++"))
     return not engine.startswith("openvino") or importlib.util.find_spec("openvino") is not None
 
 
@@ -99,6 +107,17 @@ class OpenVINOModel(Accelerated):
         return outs if self._returns_list else outs[0]
 
 
+class InductorModel(Accelerated):
+    """An AOTInductor package loaded with ``module``'s call (its outputs keep the module's structure)."""
+
+    def __init__(self, module: nn.Module, compiled, engine: str):
+        super().__init__(module, engine)
+        self._compiled = compiled
+
+    def forward(self, x: torch.Tensor):
+        return self._compiled(x.detach().float().contiguous())
+
+
 def cache_dir() -> Path:
     """Converted models and per-host choices: ``CVHUB_CACHE_DIR``/engines, else ~/.cache/cvhub/engines."""
     base = os.environ.get("CVHUB_CACHE_DIR")
@@ -132,20 +151,40 @@ def _openvino_version() -> str:
     return openvino.__version__
 
 
+def _export(module: nn.Module, example: torch.Tensor, stride: int) -> torch.export.ExportedProgram:
+    """``module`` exported for any batch and any H, W multiple of ``stride`` (``example`` needs a batch of at
+    least 2, since export fixes sizes of 1)."""
+    batch = torch.export.Dim("batch", min=1, max=64)
+    h, w = torch.export.Dim("h", min=1, max=512), torch.export.Dim("w", min=1, max=512)
+    return torch.export.export(module, (example,), dynamic_shapes=({0: batch, 2: stride * h, 3: stride * w},))
+
+
+def compile_inductor(module: nn.Module, example: torch.Tensor, *, stride: int, key: str):
+    """``module`` compiled ahead of time by Inductor for any batch and H, W multiple of ``stride``, as a .pt2
+    package under :func:`cache_dir` by ``key``: a restart loads it in milliseconds instead of compiling again
+    (about a minute)."""
+    path = cache_dir() / f"{key}.pt2"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")
+        # Freezing folds the weights into the compiled graph, so Inductor can pre-pack them for oneDNN.
+        torch._inductor.aoti_compile_and_package(_export(module, example, stride), package_path=str(tmp),
+                                                 inductor_configs={"freezing": True})
+        tmp.replace(path)
+    return torch._inductor.aoti_load_package(str(path))
+
+
 def convert_openvino(module: nn.Module, example: torch.Tensor, engine: str, *, stride: int, key: str):
     """``module`` as an OpenVINO compiled model taking any batch and any H, W multiple of ``stride``.
 
-    Exported with ``torch.export`` (dynamic batch, height and width: ``example`` needs a batch of at least 2,
-    since export fixes sizes of 1), converted, saved as IR under :func:`cache_dir` by ``key``, so a restart
+    Exported with ``torch.export``, converted, saved as IR under :func:`cache_dir` by ``key``, so a restart
     compiles the saved IR instead of converting again.
     """
     import openvino as ov  # noqa: PLC0415 (optional: only hosts that installed it)
 
     path = cache_dir() / f"{key}.xml"
     if not path.exists():
-        batch = torch.export.Dim("batch", min=1, max=64)
-        h, w = torch.export.Dim("h", min=1, max=512), torch.export.Dim("w", min=1, max=512)
-        exported = torch.export.export(module, (example,), dynamic_shapes=({0: batch, 2: stride * h, 3: stride * w},))
+        exported = _export(module, example, stride)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")
         ov.save_model(ov.convert_model(exported), tmp)
@@ -158,18 +197,22 @@ def convert_openvino(module: nn.Module, example: torch.Tensor, engine: str, *, s
 
 def accelerate(module: nn.Module, engine: str, example: torch.Tensor, *, stride: int = 32, key: str = "") -> nn.Module:
     """``module`` run by ``engine`` (``eager`` returns it unchanged). ``example``: an input of the working size."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine == "eager":
         return module
     if engine == "bf16":
         return Bf16Autocast(module)
-    if engine in ("openvino", "openvino-bf16"):
-        with torch.no_grad():
-            returns_list = not isinstance(module(example[:1]), torch.Tensor)
-        batch = example.expand(2, *example.shape[1:]).contiguous()
-        key = f"{key or type(module).__name__}-{_state_digest(module)}-ov{_openvino_version()}"
-        return OpenVINOModel(module, convert_openvino(module, batch, engine, stride=stride, key=key), engine,
-                             returns_list)
-    raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    batch = example.expand(2, *example.shape[1:]).contiguous()
+    digest = f"{key or type(module).__name__}-{_state_digest(module)}"
+    if engine.startswith("inductor"):
+        key = f"{digest}-{engine}-torch{torch.__version__}"
+        traced = Bf16Autocast(module) if engine == "inductor-bf16" else module
+        return InductorModel(module, compile_inductor(traced, batch, stride=stride, key=key), engine)
+    with torch.no_grad():
+        returns_list = not isinstance(module(example[:1]), torch.Tensor)
+    key = f"{digest}-ov{_openvino_version().replace('/', '_')}"  # its version names a branch: releases/2026/4
+    return OpenVINOModel(module, convert_openvino(module, batch, engine, stride=stride, key=key), engine, returns_list)
 
 
 @torch.no_grad()

@@ -98,10 +98,11 @@ def _as_tensor(image) -> torch.Tensor:
     return to_tensor(image)[None]
 
 
-def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes: list[str], progress=None):
-    """Bx3xHxW (same model, same size: one forward pass) -> B x (overlay PIL, legend html, info markdown).
+def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes: list[str], flip: bool = False,
+                   progress=None):
+    """Bx3xHxW (same model, same size, same ``flip``: one forward pass) -> B x (overlay PIL, legend html, info).
 
-    ``notes``: per image, what reading its upload changed (said in its info text).
+    ``notes``: per image, what reading its upload changed (said in its info text). ``flip``: test-time flip.
     """
     warm = weights.is_loaded(name)
     model, trained = _model(name, progress)
@@ -114,12 +115,14 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
     if not warm:
         segment_as_recorded(model, record, x)  # the first call pays one-off allocation costs; time the next
     labels_out = []
-    ms = ms_per_frame(lambda t: labels_out.append(segment_as_recorded(model, record, t)), x, warmup=0, repeats=1)
+    ms = ms_per_frame(lambda t: labels_out.append(segment_as_recorded(model, record, t, flip=flip)), x,
+                      warmup=0, repeats=1)
     labels = labels_out[-1]
     shares = class_shares(labels, len(record.class_names)).cpu()
     h, w = rgb01.shape[-2:]
     s = working_scale(record.input_size, (h, w))
     info = (f"**{name}**: {ms:.0f} ms per frame for this {w}x{h} image on {device.type} ({engines.described(name)})"
+            f"{' with test-time flip (the frame and its mirror: about twice the time without)' if flip else ''}"
             f"{f', batch of {len(x)}' if len(x) > 1 else ''} ({WALL_TIME}), network input "
             f"{round(w * s)}x{round(h * s)}, {parameter_count(model) / 1e6:.2f} M parameters, "
             f"CamVid val mIoU {_val_miou(record)} %.")
@@ -131,17 +134,18 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
 
 
 @user_errors
-def segment_batch(images: list, names: list, opacities: list,
+def segment_batch(images: list, names: list, opacities: list, flips: list | None = None,
                   progress=gr.Progress()):  # Gradio injects its progress tracker through this default
     """Batched handler: one (overlay, legend, info) per request.
 
-    Requests for the same model and image size share one forward pass; a bad upload fails only its own request.
+    Requests for the same model, image size and flip choice share one forward pass; a bad upload fails only its
+    own request. ``flips``: test-time flip per request (none: off, as for API callers that predate it).
     """
     return grouped_batch(
-        images, lambda k, image: (names[k], image.size),
+        images, lambda k, image: (names[k], image.size, bool(flips and flips[k])),
         lambda group, members, loaded: _segment_group(
             group[0], torch.cat([_as_tensor(image.image) for image in loaded]), [float(opacities[k]) for k in members],
-            [image.note for image in loaded], progress),
+            [image.note for image in loaded], group[2], progress),
         what="image", max_side=MAX_SIDE, failed=lambda error: (None, "", f"⚠ {error}"))
 
 
@@ -202,6 +206,8 @@ def build() -> None:
             model = gr.Dropdown([(model_label(n), n) for n in trained], value=default, label="Model",
                                 elem_id="seg-model")
             opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
+            flip = gr.Checkbox(False, label="Test-time flip: average with the mirror image (about twice the time)",
+                               elem_id="seg-flip")
             run = gr.Button("Segment", variant="primary", elem_id="seg-button")
         with gr.Column():
             shown = gr.Image(label="Classes over the photo", type="pil", format="png", elem_id="seg-result")
@@ -212,8 +218,9 @@ def build() -> None:
     gr.Markdown("The models know road scenes only (CamVid: Cambridge streets seen from a car): upload a street photo. "
                 "No street photo with an open licence could be shipped as an example.")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
-    run.click(segment_batch, [image, model, opacity], [shown, legend, info], api_name="segment", **batch)
-    opacity.release(segment_batch, [image, model, opacity], [shown, legend, info], api_visibility="private", **batch)
+    run.click(segment_batch, [image, model, opacity, flip], [shown, legend, info], api_name="segment", **batch)
+    opacity.release(segment_batch, [image, model, opacity, flip], [shown, legend, info], api_visibility="private",
+                    **batch)
 
     with gr.Accordion("Compare models: the lecture's ENet-vs-SegNet table, live on this host", open=False):
         all_models = segmentation_models()

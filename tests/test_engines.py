@@ -35,8 +35,9 @@ def _engines_here(name: str) -> list[str]:
     return [e for e in weights.get_record(name).engines if engines.supported(e, torch.device("cpu"))]
 
 
-def test_bf16_and_openvino_run_on_this_host():
-    """The host CI runs on has the hardware and package the engines need: the checks below are not vacuous."""
+def test_every_engine_runs_on_this_host():
+    """The host CI runs on has the hardware, packages and compiler the engines need: the checks below are not
+    vacuous."""
     assert engines.cpu_has_bf16()
     assert all(engines.supported(e, torch.device("cpu")) for e in engines.ENGINES)
 
@@ -51,6 +52,22 @@ def test_each_listed_engine_gives_the_same_labels_on_real_frames(name, frames, s
         assert isinstance(fast, engines.Accelerated) and fast.engine == engine
         same = (segment_as_recorded(fast, record, frames) == expected).float().mean().item()
         assert same >= 0.995, (name, engine, same)
+
+
+def test_a_compiled_package_is_reused_not_compiled_again(monkeypatch, shared_weights):
+    """Inductor compiles ENet once per host (about a minute); a restart loads the .pt2 from the cache."""
+    name = "enet-camvid"
+    first = engines.prepare(name, weights.create(name), "inductor")
+    assert list(engines.cache_dir().glob(f"{name}-*-inductor-torch*.pt2"))
+
+    def compile_again(*args, **kwargs):
+        raise AssertionError("compiled a second time")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", compile_again)
+    again = engines.prepare(name, weights.create(name), "inductor")
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(first(x), again(x))
 
 
 def test_openvino_would_change_segnets_answers_so_its_record_leaves_it_out(frames, shared_weights):

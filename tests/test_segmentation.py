@@ -20,6 +20,7 @@ from core.segmentation.fcn import FCN8s, bilinear_kernel, learned_upsampling
 from core.segmentation.frozen_vgg19 import frozen_vgg19, load_frozen_vgg19_state
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride, run_padded
+from core.segmentation.predict import segment_logits
 from core.segmentation.segnet import SegNet, segnet_vgg19_frozen
 from core.segmentation.train import init_weights, train
 from core.segmentation.train_frozen import decoder_state, train_frozen
@@ -75,6 +76,26 @@ def test_pad_to_stride_then_crop_back(size):
     assert torch.equal(padded[..., : size[0], : size[1]], x)  # the image itself is untouched
     y = run_padded(torch.nn.Identity(), x, stride=8)
     assert torch.equal(y, x)
+
+
+class _RampModel(torch.nn.Module):
+    """Logits = the first input channel plus 0, 1, ..., W-1 from left to right: not mirror-symmetric."""
+
+    stride = 1
+
+    def forward(self, x):
+        return x[:, :1] + torch.arange(x.shape[-1], dtype=x.dtype)
+
+
+def test_test_time_flip_averages_the_frame_and_its_mirror_mirrored_back():
+    """By hand: the mirror's logits are x + (W-1-j), flipped back; the mean is x + (W-1)/2 at every column j.
+    Forgetting to flip back would give (x + mirrored x) / 2, which differs on this asymmetric image."""
+    x = torch.rand(2, 3, 4, 5)
+    same = lambda t: t  # noqa: E731 (no normalisation: the numbers stay checkable)
+    plain = segment_logits(_RampModel(), x, normalize=same)
+    flipped = segment_logits(_RampModel(), x, normalize=same, flip=True)
+    assert torch.allclose(plain, x[:, :1] + torch.arange(5.0))
+    assert torch.allclose(flipped, x[:, :1] + 2.0)
 
 
 def test_enet_shapes_parameters_and_any_size():

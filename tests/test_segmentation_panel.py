@@ -219,6 +219,10 @@ def test_panel_segments_any_size_and_explains_bad_input(tmp_path):
     assert not np.array_equal(np.asarray(overlays[1]), np.asarray(overlays[0]))
     with pytest.raises(gr.Error, match="no segmentation model"):
         panel.segment_batch([str(files["rgb"])], ["nope"], [0.5])
+    # Test-time flip is its own group (another forward pass), says so, and labels some pixels otherwise.
+    overlays, _, infos = panel.segment_batch([str(files["rgb"])] * 2, ["enet-camvid"] * 2, [1.0] * 2, [False, True])
+    assert "test-time flip" not in infos[0] and "test-time flip" in infos[1] and "batch of 2" not in infos[1]
+    assert not np.array_equal(np.asarray(overlays[0]), np.asarray(overlays[1]))
 
 
 def test_compare_times_trained_and_untrained_models(tmp_path):

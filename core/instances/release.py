@@ -15,7 +15,7 @@ import torch
 
 from core import runtime
 from core.instances import train
-from core.instances.evaluate import evaluate_model, percent
+from core.instances.evaluate import evaluate_model, percent, quality_check_score
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
 from weights.release import command_line
@@ -95,6 +95,7 @@ def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, 
                    "per_class": {n: {"box_AP50": result["bbox"]["per_class"][n]["AP50"],
                                      "mask_AP": result["segm"]["per_class"][n]["AP"],
                                      "mask_AP50": result["segm"]["per_class"][n]["AP50"]} for n in record.class_names}}
+        result["quality_check"] = quality_check_score(model, record.class_names, val.images, val.labels)
         return metrics, result
 
     command = command_line(f"{PROG} release", add_arguments, {

@@ -19,18 +19,26 @@ def imagenet_normalize(rgb01: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def segment_logits(model, rgb01: torch.Tensor, *, normalize=imagenet_normalize, scale: float = 1.0) -> torch.Tensor:
+def segment_logits(model, rgb01: torch.Tensor, *, normalize=imagenet_normalize, scale: float = 1.0,
+                   flip: bool = False) -> torch.Tensor:
     """Bx3xHxW RGB in [0, 1] -> BxCxHxW logits at the input's size.
 
     ``scale`` resizes the input first (a model trained on 320x240 CamVid frames runs at 2/3
-    of a 480x360 frame); the logits are upsampled bilinearly back to H x W.
+    of a 480x360 frame); the logits are upsampled bilinearly back to H x W. ``flip``: test-time
+    augmentation, the mean of the logits of the frame and of its mirror image (mirrored back); both run
+    as one batch, so it costs about twice the network's time.
     """
     h, w = rgb01.shape[-2:]
     x = rgb01
     if scale != 1.0:
         size = (max(8, round(h * scale)), max(8, round(w * scale)))
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
-    logits = run_padded(model, normalize(x))
+    x = normalize(x)
+    if flip:
+        both = run_padded(model, torch.cat([x, x.flip(-1)]))
+        logits = (both[: len(x)] + both[len(x) :].flip(-1)) / 2
+    else:
+        logits = run_padded(model, x)
     if logits.shape[-2:] != (h, w):
         logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
     return logits
@@ -52,7 +60,8 @@ def working_scale(input_size: tuple[int, int] | None, size: tuple[int, int]) -> 
     return min(input_size[0] / size[0], input_size[1] / size[1])
 
 
-def segment_as_recorded(model, record, rgb01: torch.Tensor) -> torch.Tensor:
-    """Bx3xHxW RGB in [0, 1] -> BxHxW class indices, with the record's normalisation and working scale."""
+def segment_as_recorded(model, record, rgb01: torch.Tensor, *, flip: bool = False) -> torch.Tensor:
+    """Bx3xHxW RGB in [0, 1] -> BxHxW class indices, with the record's normalisation and working scale (``flip``:
+    see :func:`segment_logits`)."""
     scale = working_scale(record.input_size, tuple(rgb01.shape[-2:]))
-    return segment(model, rgb01, normalize=record.normalize, scale=scale)
+    return segment(model, rgb01, normalize=record.normalize, scale=scale, flip=flip)
