@@ -325,7 +325,12 @@ def _measure(name: str, model: nn.Module, candidates: list[str]) -> tuple[str, n
     """Time each candidate against fp32 on the model's working size; save the fastest's name and return it with
     its module (the part itself for fp32)."""
     record, part, example, stride = _where(name, model)
-    built = {e: accelerate(part, e, example, stride=stride, key=_key(name, record)) for e in candidates}
+    built = {}
+    for engine in candidates:
+        try:
+            built[engine] = accelerate(part, engine, example, stride=stride, key=_key(name, record))
+        except Exception:  # noqa: BLE001 (a host whose compiler or converter fails: the other engines still count)
+            log.exception("%s: %s failed to build on this host; timing the others", name, engine)
     chosen, ms = fastest({"eager": part, **built}, example)
     _save_choice(name, chosen, ms)
     log.info("%s: %s chosen on this host (%s)", name, chosen, ", ".join(f"{e} {v:.0f} ms" for e, v in ms.items()))

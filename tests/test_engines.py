@@ -115,6 +115,20 @@ def test_auto_measures_once_per_host_then_reuses_the_choice(monkeypatch, shared_
     assert type(first) is type(again) and engines.described(name) == engines.LABELS[chosen]
 
 
+def test_auto_leaves_out_an_engine_that_fails_to_build_here(monkeypatch, tmp_path, shared_weights):
+    """A host whose compiler fails (a Space image without Python headers, say) still gets the other engines."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(engines, "compile_inductor", broken)
+    monkeypatch.setattr(engines, "_choices_path", lambda: tmp_path / "choices.json")  # a host not measured yet
+    served = engines.prepare("enet-camvid", weights.create("enet-camvid"), "auto")
+    chosen = engines._load_choices()["enet-camvid"]
+    assert not chosen["engine"].startswith("inductor") and not any(e.startswith("inductor") for e in chosen["ms"])
+    assert "eager" in chosen["ms"] and "bf16" in chosen["ms"]
+    assert getattr(served, "engine", "eager") == chosen["engine"]
+
+
 def test_a_forced_engine_the_record_leaves_out_serves_fp32(shared_weights):
     model = weights.create("segnet-vgg19-camvid")
     assert engines.prepare("segnet-vgg19-camvid", model, "openvino") is model
