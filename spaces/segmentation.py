@@ -206,12 +206,14 @@ def build() -> None:
             model = gr.Dropdown([(model_label(n), n) for n in trained], value=default, label="Model",
                                 elem_id="seg-model")
             opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
-            flip = gr.Checkbox(False, label="Test-time flip: average with the mirror image (about twice the time)",
-                               elem_id="seg-flip")
             run = gr.Button("Segment", variant="primary", elem_id="seg-button")
         with gr.Column():
             shown = gr.Image(label="Classes over the photo", type="pil", format="png", elem_id="seg-result")
-            info = gr.Markdown()
+            # A second look at the answer, beside it: ticking it segments again (the photo's column keeps its length,
+            # so a first click's answer stays in view).
+            flip = gr.Checkbox(False, label="Test-time flip: also the mirror image, averaged (about twice the time)",
+                               elem_id="seg-flip")
+            info = gr.Markdown(elem_id="seg-info")
             legend = gr.HTML(label="Legend and pixel share")
     # No examples: the models know CamVid's road scenes only, and no street photo with an open licence could be
     # found to ship (spaces/examples/README.md); a rocket or a cup painted as buildings and trees taught nothing.
@@ -219,8 +221,8 @@ def build() -> None:
                 "No street photo with an open licence could be shipped as an example.")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     run.click(segment_batch, [image, model, opacity, flip], [shown, legend, info], api_name="segment", **batch)
-    opacity.release(segment_batch, [image, model, opacity, flip], [shown, legend, info], api_visibility="private",
-                    **batch)
+    for change in (opacity.release, flip.input):
+        change(segment_batch, [image, model, opacity, flip], [shown, legend, info], api_visibility="private", **batch)
 
     with gr.Accordion("Compare models: the lecture's ENet-vs-SegNet table, live on this host", open=False):
         all_models = segmentation_models()

@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 import app
@@ -398,6 +399,11 @@ def _check_first_answer(page, title: str, answer) -> str | None:
         if not all(re.fullmatch(r"\d+\.\d %", shares.get(c, "")) and float(shares[c][:-2]) > 0
                    for c in ("Road", "Car")):
             return f"the legend lacks Road or Car with a share above 0: {shares}"
+        page.locator("#seg-flip input").check()  # ticking test-time flip segments again, and says so
+        try:
+            page.locator("#seg-info").get_by_text("with test-time flip").wait_for(timeout=60_000)
+        except PlaywrightTimeout:
+            return f"ticking test-time flip gave no new answer: {page.locator('#seg-info').inner_text()[:120]!r}"
     elif title == "Building blocks":
         cells = [[td.inner_text() for td in row.locator("td").all()] for row in answer.locator("tr").all()]
         if cells != UNPOOLED:

@@ -64,6 +64,7 @@ def test_every_cli_finds_the_weights_by_flag_or_variable(cli, how, shared, tmp_p
     command = [sys.executable, "-m", *COMMANDS[cli](_frames(tmp_path))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CVHUB_")}
     env["CVHUB_OFFLINE"] = "1"  # a missing VGG-19 must not be rebuilt from the package index here
+    env["CVHUB_CACHE_DIR"] = str(tmp_path / "cache")  # nor found in this user's cache from an earlier rebuild
     if how == "variable":
         env["CVHUB_WEIGHTS_DIR"] = str(shared / "weights")
     else:  # the variable points at an empty folder; the flag must decide
