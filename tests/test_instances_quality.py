@@ -11,7 +11,7 @@ NAME = "maskrcnn-vgg19-camvid"
 def _score(shared, model=None):
     val = load_camvid(shared / "data" / "camvid", "val", limit=QUALITY_CHECK_FRAMES)
     model = model or weights.create(NAME)
-    return quality_check_score(model, weights.get_record(NAME).class_names, val.images, val.labels)
+    return quality_check_score(model, weights.get_record(NAME), val)
 
 
 def test_shipped_maskrcnn_scores_within_a_point_of_its_release(shared, shared_weights):

@@ -114,11 +114,12 @@ def evaluate_model(model, class_names, images: torch.Tensor, labels: torch.Tenso
 QUALITY_CHECK_FRAMES = 12
 
 
-def quality_check_score(model, class_names, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Box and mask AP50 (all classes) of ``model`` on the first :data:`QUALITY_CHECK_FRAMES` of ``images``."""
+def quality_check_score(model, record, val) -> dict:
+    """Box and mask AP50 (all classes) of ``model`` on the first :data:`QUALITY_CHECK_FRAMES` frames of ``val`` (a
+    SegmentationSet), as :func:`core.segmentation.evaluate.quality_check_score` scores a segmentation model."""
     n = QUALITY_CHECK_FRAMES
-    result = evaluate_model(model, class_names, images[:n], labels[:n])
-    return {"split": "CamVid val", "frames": len(images[:n]), "mask_AP50": result["segm"]["AP50"],
+    result = evaluate_model(model, record.class_names, val.images[:n], val.labels[:n])
+    return {"split": "CamVid val", "frames": len(val.images[:n]), "mask_AP50": result["segm"]["AP50"],
             "box_AP50": result["bbox"]["AP50"]}
 
 

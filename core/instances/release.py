@@ -95,7 +95,7 @@ def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, 
                    "per_class": {n: {"box_AP50": result["bbox"]["per_class"][n]["AP50"],
                                      "mask_AP": result["segm"]["per_class"][n]["AP"],
                                      "mask_AP50": result["segm"]["per_class"][n]["AP50"]} for n in record.class_names}}
-        result["quality_check"] = quality_check_score(model, record.class_names, val.images, val.labels)
+        result["quality_check"] = quality_check_score(model, record, val)
         return metrics, result
 
     command = command_line(f"{PROG} release", add_arguments, {
