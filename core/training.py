@@ -11,6 +11,11 @@ time budget summed over resumes, ``log.jsonl`` (one JSON line per epoch) and ``b
 
 ``args`` are the trainer's command-line arguments: the release rebuilds the training command
 from them (:func:`weights.release.command_line`).
+
+Three ways to choose the released epoch: the best on val (the default), the best on a training
+sequence held out of training (``--holdout``), or none (``--fixed-schedule``, the papers'
+protocol): the schedule is fixed in advance, the last epoch is released and val is scored once,
+after it, so no number of the card was used to choose anything.
 """
 
 from __future__ import annotations
@@ -45,9 +50,14 @@ def add_arguments(p, *, models: tuple[str, ...], model_default: str | None, epoc
                    help="stop after the epoch that passes N minutes of training (summed over resumes)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N frames of each split (smoke tests)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--holdout", default=None, metavar="SEQUENCE",
-                   help="pick the epoch on this training sequence (file-name prefix, e.g. 0006R0), held out of "
-                        "training, instead of val")
+    selection = p.add_mutually_exclusive_group()
+    selection.add_argument("--holdout", default=None, metavar="SEQUENCE",
+                           help="pick the epoch on this training sequence (file-name prefix, e.g. 0006R0), held out "
+                                "of training, instead of val")
+    selection.add_argument("--fixed-schedule", action="store_true",
+                           help="pick no epoch: run all --epochs (the learning rate follows the steps alone; "
+                                "--time-limit then only pauses the run), release the last one and score val once, "
+                                "after it")
     if resume_flag:
         p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
 
@@ -66,6 +76,12 @@ def start(args) -> torch.device:
 def poly_lr(base: float, progress: float, power: float = 0.9) -> float:
     """Polynomial decay: ``base * (1 - progress) ** power`` for progress in [0, 1) (0 -> base, 0.5 -> ~0.54 base)."""
     return base * (1 - min(max(progress, 0.0), 0.99)) ** power
+
+
+def lr_minutes(args) -> float | None:
+    """The minutes that shape the learning rate: the time limit, except on a fixed schedule, where the rate follows
+    the steps alone, so that the schedule is the same on any machine and a time limit only pauses the run."""
+    return None if args.fixed_schedule else args.time_limit
 
 
 def set_budget_lr(optimizer, base: float, step: int, total_steps: int, elapsed_s: float,
@@ -93,7 +109,7 @@ class Evaluation:
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, out, epochs: int,
         train_epoch: Callable[[int, Callable[[], float]], dict], evaluate: Callable[[int], Evaluation | None],
         args: dict, resume: bool, time_limit: float | None = None,
-        saved_state: Callable[[nn.Module], dict] | None = None) -> dict:
+        saved_state: Callable[[nn.Module], dict] | None = None, fixed_schedule: bool = False) -> dict:
     """Train ``model`` from the epoch after ``out/last.pt`` (when ``resume``) up to ``epochs``.
 
     ``train_epoch(epoch, clock)`` runs one epoch and returns numbers for the log (mean losses);
@@ -101,7 +117,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, out, epochs: int,
     budget. ``evaluate(epoch)`` scores the model, or returns None on an epoch without evaluation.
     ``saved_state(model)`` is what checkpoints keep (default: the whole state dict); a frozen part
     the trainer loads itself from elsewhere is left out of it. ``time_limit``: minutes summed over
-    resumes; the run stops after the epoch that passes it. Returns {"best": the best score}.
+    resumes; the run stops after the epoch that passes it. ``fixed_schedule``: ``evaluate`` runs after the last
+    epoch only, so ``best.pt`` is that epoch. Returns {"best": the best score}.
     """
     out = Path(out)
     saved_state = saved_state or (lambda m: m.state_dict())
@@ -127,7 +144,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, out, epochs: int,
             t0 = time.time()
             entry = {"epoch": epoch, **train_epoch(epoch, clock)}
             train_s = time.time() - t0
-            evaluation = evaluate(epoch)
+            evaluation = evaluate(epoch) if not fixed_schedule or epoch == epochs - 1 else None
             state = saved_state(model)
             if evaluation is not None:
                 entry.update(evaluation.log)

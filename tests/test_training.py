@@ -1,6 +1,6 @@
 """The one training loop (core/training.py) and the three trainers on it: best and last checkpoints, resume (also from a
 segmentation checkpoint written before the loop), the time budget summed over resumes, a held-out training sequence
-for model selection, and the command line rebuilt from a run's saved arguments."""
+for model selection or a fixed schedule with none, and the command line rebuilt from a run's saved arguments."""
 
 import argparse
 import json
@@ -92,6 +92,42 @@ def test_fit_keeps_the_best_epoch_resumes_after_the_last_and_sums_time_over_resu
     assert _epochs(tmp_path / "log.jsonl")[-1] == 0
 
 
+def test_a_fixed_schedule_scores_only_after_its_last_epoch_and_releases_that_epoch(tmp_path):
+    calls = []
+    scores = {0: 0.9, 1: 0.8, 2: 0.1}
+
+    def evaluate(epoch):
+        calls.append(epoch)
+        return training.Evaluation(score=scores[epoch], log={"score": scores[epoch]}, metrics={})
+
+    def run(**kwargs):
+        model = nn.Linear(2, 1)
+        return training.fit(model, torch.optim.SGD(model.parameters(), lr=0.1), out=tmp_path, epochs=3,
+                            train_epoch=lambda epoch, clock: {}, evaluate=evaluate, args={}, resume=True,
+                            fixed_schedule=True, **kwargs)
+
+    run(time_limit=1e-9)  # a time limit pauses the run after its first epoch: nothing scored, nothing released yet
+    assert calls == [] and not (tmp_path / "best.pt").exists()
+    assert run() == {"best": 0.1}  # the last epoch is released even though it scores lowest
+    assert calls == [2] and torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 2
+
+
+def test_a_fixed_schedule_sets_the_learning_rate_by_steps_alone_and_excludes_a_holdout():
+    fixed = SimpleNamespace(fixed_schedule=True, time_limit=60.0)
+    assert training.lr_minutes(fixed) is None
+    assert training.lr_minutes(SimpleNamespace(fixed_schedule=False, time_limit=60.0)) == 60.0
+    optimizer = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0)
+    # Step 5 of 10 after 59 of 60 minutes: by steps the rate is 0.5 ** 0.9, by time it would be nearly 0.
+    training.set_budget_lr(optimizer, 1.0, 5, 10, 59 * 60, training.lr_minutes(fixed))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 ** 0.9)
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser, models=("enet-camvid",), model_default="enet-camvid", epochs=1, batch_size=1,
+                           lr=1e-3, weight_decay=0.0, threads=1)
+    assert parser.parse_args(["--fixed-schedule"]).fixed_schedule
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--fixed-schedule", "--holdout", "0006R0"])
+
+
 def test_fit_resumes_a_checkpoint_written_before_the_loop_and_refuses_one_that_does_not_fit(tmp_path):
     _linear_run(tmp_path, {0: 0.2}, epochs=1, resume=True)
     old = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -139,7 +175,7 @@ def test_a_sequence_is_held_out_by_its_frame_names(tiny_camvid):
 def _segmentation_args(data, out, **changes):
     args = dict(model="enet-camvid", data=str(data), out=str(out), epochs=1, batch_size=2, crop=(32, 48), scale=1.0,
                 scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1, device="cpu", amp=False, resume=True,
-                limit=None, time_limit=None, seed=0, init=None, holdout="0006R0")
+                limit=None, time_limit=None, seed=0, init=None, holdout="0006R0", fixed_schedule=False)
     return SimpleNamespace(**{**args, **changes})
 
 
@@ -161,11 +197,23 @@ def test_enet_trainer_selects_on_a_held_out_sequence_resumes_an_old_run_and_rele
     assert "--holdout 0006R0" in card and "CamVid val (2 frames)" in card and 0 <= result["mIoU"] <= 1
 
 
+def test_enet_trainer_on_a_fixed_schedule_scores_val_once_and_its_card_says_so(tiny_camvid, tmp_path, capsys):
+    train_segmentation(_segmentation_args(tiny_camvid, tmp_path / "run", epochs=2, holdout=None, fixed_schedule=True))
+    assert "no epoch chosen (fixed schedule)" in capsys.readouterr().out
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert ["selection_mIoU" in e for e in lines] == [False, True]
+    release_segmentation(tmp_path / "run" / "best.pt", "enet-camvid", tiny_camvid, weights_dir=tmp_path / "weights")
+    card = (tmp_path / "weights" / "cards" / "enet-camvid.md").read_text()
+    assert "the last of a schedule of 2 epochs fixed in advance" in card and "chose nothing" in card
+    assert "--fixed-schedule" in card and "--holdout" not in card
+
+
 def test_frozen_trainer_selects_on_a_held_out_sequence_without_encoding_val(tiny_camvid, shared_weights, tmp_path):
     args = SimpleNamespace(
         model="fcn8s-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=False,
         threads=1, device="cpu", resume=True, time_limit=None, limit=None, seed=0, holdout="0006R0",
+        fixed_schedule=False,
     )
     train_frozen(args)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["train-64x96.pt"]
@@ -177,7 +225,7 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
     args = SimpleNamespace(
         model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
         out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
-        threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0",
+        threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0", fixed_schedule=False,
     )
     train_instances(args)
     assert set(torch.load(tmp_path / "run" / "features.pt", weights_only=True)) == {"train", "train_flip"}

@@ -35,10 +35,16 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
                 f"{percent(result['bbox']['AP50'])} | {percent(result['segm']['AP'])} | "
                 f"{percent(result['segm']['AP50'])} |")
     holdout = args.get("holdout")
-    selection = f"the held-out train sequence {holdout}" if holdout else "val"
-    data = (f"train (367 frames) without sequence {holdout} for training, sequence {holdout} for model selection, "
-            "val (101 frames), scored once at release, for the numbers below" if holdout else
-            "train (367 frames) for training, val (101 frames) for model selection and the numbers below")
+    if args.get("fixed_schedule"):
+        data = ("train (367 frames) for training; val (101 frames) chose nothing and was scored once, after the last "
+                "epoch, for the numbers below")
+        epochs = f"The last of a schedule of {run['best_epoch']} epochs fixed in advance (no epoch chosen on a score)"
+    else:
+        data = (f"train (367 frames) without sequence {holdout} for training, sequence {holdout} for model selection, "
+                "val (101 frames), scored once at release, for the numbers below" if holdout else
+                "train (367 frames) for training, val (101 frames) for model selection and the numbers below")
+        epochs = (f"Best mean mask AP50 on {f'the held-out train sequence {holdout}' if holdout else 'val'} at epoch "
+                  f"{run['best_epoch']} of {run.get('epochs_run', '?')} run")
     return "\n".join([
         f"# {name}",
         "",
@@ -61,8 +67,7 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         f"each epoch sees every train frame once, mirrored with p = 1/2 (the only augmentation). Losses of "
         f"torchvision's RPN, box and mask heads; SGD momentum 0.9, lr {args.get('lr'):g} with {args.get('warmup')} "
         f"warm-up steps then cosine decay, weight decay {args.get('weight_decay'):g}, batch {args.get('batch_size')}, "
-        f"on {args.get('threads')} CPU threads. Best mean mask AP50 on {selection} at epoch {run['best_epoch']} of "
-        f"{run.get('epochs_run', '?')} run ({run.get('minutes', 0):.0f} min of training).",
+        f"on {args.get('threads')} CPU threads. {epochs} ({run.get('minutes', 0):.0f} min of training).",
         f"- **Command**: `{facts['train_command']}` (rerun it to resume from `last.pt`)",
         f"- **Release command** (export + val evaluation + this card + the facts its record reads, "
         f"`weights/cards/{name}.json`): `{facts['release_command']}`",

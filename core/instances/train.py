@@ -9,8 +9,9 @@ A VGG-19 forward to relu4_4 costs ~1.3 s per 480x360 frame on a 2-core CPU, so e
 every train frame once, mirrored with probability 1/2. SGD with momentum, linear warm-up
 then cosine decay; box and mask AP on val (or, with ``--holdout``, on a held-out training
 sequence) every ``--eval-every`` epochs, the best epoch chosen on the mean mask AP50 over the
-three classes. Resume, log and checkpoints: :func:`core.training.fit`; a rerun of the same
-command always continues from ``last.pt``.
+three classes (with ``--fixed-schedule``: none, the last epoch, val scored once after it).
+Resume, log and checkpoints: :func:`core.training.fit`; a rerun of the same command always
+continues from ``last.pt``.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def train(args) -> dict:
     # A rerun of the same command continues (this trainer has always resumed; its card's command says so).
     result = training.fit(model, optimizer, out=args.out, epochs=args.epochs, train_epoch=train_epoch,
                           evaluate=evaluate, args=vars(args), resume=True, time_limit=args.time_limit,
-                          saved_state=trained_state)
+                          saved_state=trained_state, fixed_schedule=args.fixed_schedule)
     return {"best_mean_mask_AP50": result["best"]}
 
 

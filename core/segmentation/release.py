@@ -94,6 +94,10 @@ def _storage(bits: int, short: bool = False) -> str:
 
 def _data_line(recipe: dict, data) -> str:
     holdout = recipe.get("holdout")
+    if recipe.get("fixed_schedule"):
+        return ("- **Data**: CamVid (SegNet's 480x360 version), train split (367 frames) for training; the val split "
+                "(101 frames) chose nothing and was scored once, after the last epoch, for the numbers below; 11 "
+                "classes, void ignored.")
     if not holdout:
         return ("- **Data**: CamVid (SegNet's 480x360 version), train split (367 frames) for training, val split "
                 "(101 frames) for model selection and the numbers below; 11 classes, void ignored.")
@@ -101,6 +105,13 @@ def _data_line(recipe: dict, data) -> str:
     return (f"- **Data**: CamVid (SegNet's 480x360 version): the train split without sequence {holdout} for training, "
             f"the {held} train frames of sequence {holdout} held out for model selection, and the val split "
             "(101 frames), scored once, at release, for the numbers below; 11 classes, void ignored.")
+
+
+def _epochs_line(recipe: dict, run: dict) -> str:
+    if recipe.get("fixed_schedule"):
+        return f"the last of a schedule of {run['best_epoch']} epochs fixed in advance (no epoch chosen on a score)"
+    selected_on = f"mIoU on the held-out sequence {recipe['holdout']}" if recipe.get("holdout") else "val mIoU"
+    return f"best {selected_on} at epoch {run['best_epoch']} of {run.get('epochs_run', '?')} run"
 
 
 def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
@@ -122,7 +133,6 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
                precision="bf16 autocast" if args.get("amp") else "fp32", init=args.get("init"),
                work_w=round(480 * scale), work_h=round(360 * scale))
-    selected_on = f"mIoU on the held-out sequence {args['holdout']}" if args.get("holdout") else "val mIoU"
     bits = facts["palette_bits"]
     lines = [
         f"# {name}",
@@ -140,8 +150,8 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
         "to the input size)." + (" The low resolution was chosen for a CPU-only training budget."
                                  if record.input_size[0] < 360 else ""),
         f"- **Training**: {text['training'].format(**fmt)}",
-        f"- **Epochs**: best {selected_on} at epoch {run['best_epoch']} of {run.get('epochs_run', '?')} run "
-        f"({run.get('minutes', 0):.0f} min of training, summed over resumes).",
+        f"- **Epochs**: {_epochs_line(args, run)} ({run.get('minutes', 0):.0f} min of training, summed over "
+        "resumes).",
         f"- **Command**: `{facts['train_command']}`",
         f"- **Release command** (export + val evaluation + this card + the facts its record reads, "
         f"`weights/cards/{name}.json`): `{facts['release_command']}`",

@@ -8,8 +8,9 @@ checkpoints go to ``runs/<model>`` unless ``--out`` says otherwise. Class-weight
 (ENet's 1/ln(1.02+p)), void ignored; Adam with polynomial decay over the step or time budget;
 augmentation from :mod:`core.segmentation.data`; ``--amp`` for mixed precision (fp16 on CUDA,
 bf16 on a CPU). Resume, log and checkpoints: :func:`core.training.fit`, the best epoch chosen on
-val mIoU (or, with ``--holdout``, on a held-out training sequence). ``--init`` continues from a
-released file, e.g. at a higher resolution.
+val mIoU (or, with ``--holdout``, on a held-out training sequence; with ``--fixed-schedule``, none:
+the last epoch, val scored once after it). ``--init`` continues from a released file, e.g. at a
+higher resolution.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def train(args) -> dict:
         train_set, val_set = split_sequence(train_set, args.holdout)
     else:
         val_set = load_camvid(args.data, "val", limit=args.limit)
-    print(f"train {len(train_set)} frames, selection {len(val_set)} frames, device {device}", flush=True)
+    chosen_on = ("no epoch chosen (fixed schedule), val scored after the last epoch" if args.fixed_schedule
+                 else f"selection {len(val_set)} frames")
+    print(f"train {len(train_set)} frames, {chosen_on}, device {device}", flush=True)
 
     model = architecture(args.model)
     if args.init:
@@ -95,7 +98,7 @@ def train(args) -> dict:
                                  base_scale=args.scale, scale=tuple(args.scale_range), generator=g)
             x, y = imagenet_normalize(x.to(device)), y.to(device)
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
-                                   clock(), args.time_limit)
+                                   clock(), training.lr_minutes(args))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=args.amp):
                 loss = F.cross_entropy(model(x).float(), y, weight=weights, ignore_index=VOID)
             optimizer.zero_grad(set_to_none=True)
@@ -109,7 +112,8 @@ def train(args) -> dict:
         return selection(evaluate_set(model, val_set, scale=args.scale, device=device))
 
     result = training.fit(model, optimizer, out=args.out, epochs=args.epochs, train_epoch=train_epoch,
-                          evaluate=evaluate, args=vars(args), resume=args.resume, time_limit=args.time_limit)
+                          evaluate=evaluate, args=vars(args), resume=args.resume, time_limit=args.time_limit,
+                          fixed_schedule=args.fixed_schedule)
     return {"best_mIoU": result["best"]}
 
 

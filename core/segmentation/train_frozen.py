@@ -124,7 +124,7 @@ def train_frozen(args) -> dict:
         for i in range(steps_per_epoch):
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
-                                   clock(), args.time_limit)
+                                   clock(), training.lr_minutes(args))
             target = train_cache["labels"][idx].to(device).long()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
                 logits = model.decode(_taps(train_cache, idx, device))
@@ -142,7 +142,7 @@ def train_frozen(args) -> dict:
     saved_args = {**vars(args), "crop": list(args.size), "scale": args.size[0] / 360}
     result = training.fit(model, optimizer, out=args.out, epochs=args.epochs, train_epoch=train_epoch,
                           evaluate=evaluate, args=saved_args, resume=args.resume,
-                          time_limit=args.time_limit, saved_state=decoder_state)
+                          time_limit=args.time_limit, saved_state=decoder_state, fixed_schedule=args.fixed_schedule)
     return {"best_mIoU": result["best"]}
 
 
