@@ -66,6 +66,29 @@ def test_enet_class_weights_formula():
     assert float(camvid.max()) < 1 / math.log(1.02)
 
 
+class _WidthModel(torch.nn.Module):
+    """Logits = the width of the input it is given, at every pixel: says at which scale it ran."""
+
+    stride = 1
+
+    def forward(self, x):
+        return torch.full_like(x[:, :1], float(x.shape[-1]))
+
+
+def test_test_time_scales_average_the_logits_of_each_scale_at_the_input_size():
+    """By hand: a 16-pixel-wide frame at scales 0.5, 1 and 2 runs 8, 16 and 32 pixels wide; the mean is 56/3 at
+    every pixel of the 16 x 16 answer. The single scale keeps the plain call's logits (16)."""
+    x = torch.rand(1, 3, 16, 16)
+    same = lambda t: t  # noqa: E731
+    assert torch.equal(segment_logits(_WidthModel(), x, normalize=same), torch.full((1, 1, 16, 16), 16.0))
+    multi = segment_logits(_WidthModel(), x, normalize=same, scales=(0.5, 1.0, 2.0), flip=True)
+    assert multi.shape == (1, 1, 16, 16) and torch.allclose(multi, torch.full_like(multi, 56 / 3))
+    # Relative to the model's working scale: a model run at 1/2 sees 16 * 0.25 = 4 (raised to the 8-pixel minimum)
+    # and 16 * 1 = 16 pixels: the mean is 12.
+    assert torch.allclose(segment_logits(_WidthModel(), x, normalize=same, scale=0.5, scales=(0.5, 2.0)),
+                          torch.full((1, 1, 16, 16), 12.0))
+
+
 @pytest.mark.parametrize("size", [(37, 53), (64, 96), (5, 3)])
 def test_pad_to_stride_then_crop_back(size):
     x = torch.arange(size[0] * size[1], dtype=torch.float32).reshape(1, 1, *size)
@@ -220,6 +243,7 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
         model="enet-camvid", data=str(shared / "data/camvid"), out=str(tmp_path), epochs=2, batch_size=2,
         crop=(64, 96), scale=0.25, scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1,
         device="cpu", amp=True, resume=True, limit=2, time_limit=None, seed=0, init=None, holdout=None,
+        fixed_schedule=False,
     )
     args.epochs = 1
     train(args)  # amp on a CPU: bf16 autocast
@@ -300,7 +324,7 @@ def test_frozen_training_caches_taps_once_saves_only_the_decoder_and_resumes(mod
     args = SimpleNamespace(
         model=model, data=str(shared / "data/camvid"), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=True,
-        threads=1, device="cpu", resume=True, time_limit=None, limit=2, seed=0, holdout=None,
+        threads=1, device="cpu", resume=True, time_limit=None, limit=2, seed=0, holdout=None, fixed_schedule=False,
     )
     train_frozen(args)
     cache = torch.load(tmp_path / "cache" / "train-64x96-limit2.pt", weights_only=True)

@@ -1,10 +1,10 @@
 """Evaluate a registered segmentation model on a folder of frames + label maps, print JSON or the lecture's table.
 
     python -m core.segmentation evaluate --model enet-camvid --images ../shared/data/camvid/val \
-        --labels ../shared/data/camvid/valannot [--flip] [--json]
+        --labels ../shared/data/camvid/valannot [--flip] [--scales 0.75 1 1.25] [--json]
 
-``--flip``: test-time flip (:func:`core.segmentation.predict.segment_logits`); the result gives the network's
-ms per frame either way, so the gain in mIoU and its cost come from the same run.
+``--flip``, ``--scales``: test-time augmentation (:func:`core.segmentation.predict.segment_logits`); the
+result gives the network's ms per frame either way, so the gain in mIoU and its cost come from the same run.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from core.segmentation.predict import segment_logits, working_scale
 
 
 @torch.no_grad()
-def evaluate_model(model, record, images, labels, *, batch_size: int = 4, device="cpu", flip: bool = False) -> dict:
+def evaluate_model(model, record, images, labels, *, batch_size: int = 4, device="cpu", flip: bool = False,
+                   scales: tuple[float, ...] = (1.0,)) -> dict:
     """uint8 Nx3xHxW frames + NxHxW labels -> :func:`core.segmentation.metrics.scores` (void ignored), ``frames``,
-    ``flip`` and ``ms_per_frame`` (wall time of the predictions, in batches of ``batch_size``)."""
+    ``flip``, ``scales`` and ``ms_per_frame`` (wall time of the predictions, in batches of ``batch_size``)."""
     num_classes = len(record.class_names) or len(CAMVID_CLASSES)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     scale = working_scale(record.input_size, tuple(images.shape[-2:]))
@@ -34,13 +35,14 @@ def evaluate_model(model, record, images, labels, *, batch_size: int = 4, device
     for i in range(0, len(images), batch_size):
         x = images[i : i + batch_size].to(device).float() / 255
         t0 = time.perf_counter()
-        pred = segment_logits(model, x, normalize=record.normalize, scale=scale, flip=flip).argmax(1)
+        pred = segment_logits(model, x, normalize=record.normalize, scale=scale, flip=flip, scales=scales).argmax(1)
         seconds += time.perf_counter() - t0
         conf += confusion_matrix(pred.cpu(), labels[i : i + batch_size], num_classes, VOID)
     result = scores(conf)
     result["classes"] = list(record.class_names or CAMVID_CLASSES)
     result["frames"] = len(images)
     result["flip"] = flip
+    result["scales"] = list(scales)
     result["ms_per_frame"] = round(1000 * seconds / max(1, len(images)), 1)
     return result
 
@@ -58,7 +60,7 @@ def quality_check_score(model, record, val) -> dict:
 
 
 def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: int | None = None,
-                     weights_dir=None, flip: bool = False) -> dict:
+                     weights_dir=None, flip: bool = False, scales: tuple[float, ...] = (1.0,)) -> dict:
     """Load the registered model ``name`` (its files from ``weights_dir`` first) and score it on the frames of
     ``image_dir`` against ``label_dir``."""
     record = weights.get_record(name)
@@ -67,7 +69,7 @@ def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: in
     if limit:
         pairs = pairs[:limit]
     data = load_pairs(pairs)
-    result = evaluate_model(model, record, data.images, data.labels, device=device, flip=flip)
+    result = evaluate_model(model, record, data.images, data.labels, device=device, flip=flip, scales=scales)
     result["model"] = name
     return result
 
@@ -85,15 +87,19 @@ def format_table(result: dict) -> str:
     iou_row = ["  (IoU)", *(f"{100 * iou[c]:.1f}" for c in LECTURE_ORDER), "", ""]
     widths = [max(len(h), len(a), len(b)) for h, a, b in zip(head, acc_row, iou_row)]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in (head, acc_row, iou_row)]
+    scales = result.get("scales", [1.0])
     lines.append(f"global accuracy {100 * result['global_accuracy']:.1f} over {result['frames']} frames (void ignored)"
-                 f"{', test-time flip' if result.get('flip') else ''}; {result['ms_per_frame']:.0f} ms per frame")
+                 f"{', test-time flip' if result.get('flip') else ''}"
+                 f"{', scales ' + ' '.join(f'{s:g}' for s in scales) if len(scales) > 1 else ''}; "
+                 f"{result['ms_per_frame']:.0f} ms per frame")
     return "\n".join(lines)
 
 
 def main(args) -> int:
     settings = runtime.settings()
     result = evaluate_folders(args.model, args.images, args.labels, device=runtime.pick_device(settings.device),
-                              limit=args.limit, weights_dir=settings.weights_dir, flip=args.flip)
+                              limit=args.limit, weights_dir=settings.weights_dir, flip=args.flip,
+                              scales=tuple(args.scales))
     print(json.dumps(result, indent=1) if args.json else format_table(result))
     return 0
 
@@ -104,5 +110,7 @@ def add_arguments(p) -> None:
     p.add_argument("--labels", required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--flip", action="store_true", help="test-time flip: average the frame's and its mirror's logits")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="test-time scales: average the logits of the frame run at each multiple of its working scale")
     runtime.add_arguments(p)
     p.add_argument("--limit", type=int, default=None)
