@@ -18,7 +18,7 @@ from core.errors import MissingWeights, UserError
 from core.images import to_pil, to_tensor
 from core.runtime import pick_device, settings
 from core.segmentation.overlay import class_shares, overlay
-from core.segmentation.predict import segment_as_recorded, working_scale
+from core.segmentation.predict import TEST_SCALES, segment_as_recorded, working_scale
 from core.segmentation.speed import ms_per_frame, parameter_count
 from spaces.common import (
     WALL_TIME,
@@ -99,10 +99,12 @@ def _as_tensor(image) -> torch.Tensor:
 
 
 def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes: list[str], flip: bool = False,
-                   progress=None):
-    """Bx3xHxW (same model, same size, same ``flip``: one forward pass) -> B x (overlay PIL, legend html, info).
+                   scaled: bool = False, progress=None):
+    """Bx3xHxW (same model, same size, same test-time choices: one forward pass) -> B x (overlay PIL, legend html,
+    info).
 
-    ``notes``: per image, what reading its upload changed (said in its info text). ``flip``: test-time flip.
+    ``notes``: per image, what reading its upload changed (said in its info text). ``flip``: test-time flip;
+    ``scaled``: test-time scales (:data:`TEST_SCALES`).
     """
     warm = weights.is_loaded(name)
     model, trained = _model(name, progress)
@@ -112,11 +114,12 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
     record = weights.get_record(name)
     device = next(model.parameters()).device
     x = rgb01.to(device)
+    tta = dict(flip=flip, scales=TEST_SCALES if scaled else (1.0,))
     if not warm:
-        # The first call pays one-off allocation costs (for this batch, twice it with flip); time the next.
-        segment_as_recorded(model, record, x, flip=flip)
+        # The first call pays one-off allocation costs (for this batch and these test-time choices); time the next.
+        segment_as_recorded(model, record, x, **tta)
     labels_out = []
-    ms = ms_per_frame(lambda t: labels_out.append(segment_as_recorded(model, record, t, flip=flip)), x,
+    ms = ms_per_frame(lambda t: labels_out.append(segment_as_recorded(model, record, t, **tta)), x,
                       warmup=0, repeats=1)
     labels = labels_out[-1]
     shares = class_shares(labels, len(record.class_names)).cpu()
@@ -124,6 +127,7 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
     s = working_scale(record.input_size, (h, w))
     info = (f"**{name}**: {ms:.0f} ms per frame for this {w}x{h} image on {device.type} ({engines.described(name)})"
             f"{' with test-time flip (the frame and its mirror: about twice the time without)' if flip else ''}"
+            f"{' with test-time scales 0.75, 1 and 1.25 (about three times the time without)' if scaled else ''}"
             f"{f', batch of {len(x)}' if len(x) > 1 else ''} ({WALL_TIME}), network input "
             f"{round(w * s)}x{round(h * s)}, {parameter_count(model) / 1e6:.2f} M parameters, "
             f"CamVid val mIoU {_val_miou(record)} %.")
@@ -136,17 +140,19 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
 
 @user_errors
 def segment_batch(images: list, names: list, opacities: list, flips: list | None = None,
+                  scales: list | None = None,
                   progress=gr.Progress()):  # Gradio injects its progress tracker through this default
     """Batched handler: one (overlay, legend, info) per request.
 
-    Requests for the same model, image size and flip choice share one forward pass; a bad upload fails only its
-    own request. ``flips``: test-time flip per request (none: off, as for API callers that predate it).
+    Requests for the same model, image size and test-time choices share one forward pass; a bad upload fails only
+    its own request. ``flips``, ``scales``: test-time flip and scales per request (none: off, as for API callers
+    that predate them).
     """
     return grouped_batch(
-        images, lambda k, image: (names[k], image.size, bool(flips and flips[k])),
+        images, lambda k, image: (names[k], image.size, bool(flips and flips[k]), bool(scales and scales[k])),
         lambda group, members, loaded: _segment_group(
             group[0], torch.cat([_as_tensor(image.image) for image in loaded]), [float(opacities[k]) for k in members],
-            [image.note for image in loaded], group[2], progress),
+            [image.note for image in loaded], group[2], group[3], progress),
         what="image", max_side=MAX_SIDE, failed=lambda error: (None, "", f"⚠ {error}"))
 
 
@@ -214,6 +220,8 @@ def build() -> None:
             # so a first click's answer stays in view).
             flip = gr.Checkbox(False, label="Test-time flip: also the mirror image, averaged (about twice the time)",
                                elem_id="seg-flip")
+            scaled = gr.Checkbox(False, label="Test-time scales: also 0.75x and 1.25x the size, averaged (about "
+                                 "three times the time)", elem_id="seg-scales")
             info = gr.Markdown(elem_id="seg-info")
             legend = gr.HTML(label="Legend and pixel share")
     # No examples: the models know CamVid's road scenes only, and no street photo with an open licence could be
@@ -221,9 +229,10 @@ def build() -> None:
     gr.Markdown("The models know road scenes only (CamVid: Cambridge streets seen from a car): upload a street photo. "
                 "No street photo with an open licence could be shipped as an example.")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
-    run.click(segment_batch, [image, model, opacity, flip], [shown, legend, info], api_name="segment", **batch)
-    for change in (opacity.release, flip.input):
-        change(segment_batch, [image, model, opacity, flip], [shown, legend, info], api_visibility="private", **batch)
+    inputs = [image, model, opacity, flip, scaled]
+    run.click(segment_batch, inputs, [shown, legend, info], api_name="segment", **batch)
+    for change in (opacity.release, flip.input, scaled.input):
+        change(segment_batch, inputs, [shown, legend, info], api_visibility="private", **batch)
 
     with gr.Accordion("Compare models: the lecture's ENet-vs-SegNet table, live on this host", open=False):
         all_models = segmentation_models()

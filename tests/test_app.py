@@ -404,6 +404,11 @@ def _check_first_answer(page, title: str, answer) -> str | None:
             page.locator("#seg-info").get_by_text("with test-time flip").wait_for(timeout=60_000)
         except PlaywrightTimeout:
             return f"ticking test-time flip gave no new answer: {page.locator('#seg-info').inner_text()[:120]!r}"
+        page.locator("#seg-scales input").check()  # and so does ticking test-time scales
+        try:
+            page.locator("#seg-info").get_by_text("with test-time scales").wait_for(timeout=60_000)
+        except PlaywrightTimeout:
+            return f"ticking test-time scales gave no new answer: {page.locator('#seg-info').inner_text()[:120]!r}"
     elif title == "Building blocks":
         cells = [[td.inner_text() for td in row.locator("td").all()] for row in answer.locator("tr").all()]
         if cells != UNPOOLED:

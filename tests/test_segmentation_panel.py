@@ -223,6 +223,12 @@ def test_panel_segments_any_size_and_explains_bad_input(tmp_path):
     overlays, _, infos = panel.segment_batch([str(files["rgb"])] * 2, ["enet-camvid"] * 2, [1.0] * 2, [False, True])
     assert "test-time flip" not in infos[0] and "test-time flip" in infos[1] and "batch of 2" not in infos[1]
     assert not np.array_equal(np.asarray(overlays[0]), np.asarray(overlays[1]))
+    # So are test-time scales, alone or with flip: three groups, three answers.
+    overlays, _, infos = panel.segment_batch([str(files["rgb"])] * 3, ["enet-camvid"] * 3, [1.0] * 3,
+                                             [False, False, True], [False, True, True])
+    assert "test-time scales" not in infos[0] and "test-time scales 0.75, 1 and 1.25" in infos[1]
+    assert "test-time flip" in infos[2] and "test-time scales" in infos[2] and "batch of" not in infos[1]
+    assert not np.array_equal(np.asarray(overlays[0]), np.asarray(overlays[1]))
 
 
 def test_compare_times_trained_and_untrained_models(tmp_path):

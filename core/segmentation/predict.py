@@ -18,6 +18,10 @@ def imagenet_normalize(rgb01: torch.Tensor) -> torch.Tensor:
     return (rgb01 - mean) / std
 
 
+#: The test-time scales the panel offers and the README measures: a frame seen smaller and larger as well.
+TEST_SCALES = (0.75, 1.0, 1.25)
+
+
 @torch.no_grad()
 def segment_logits(model, rgb01: torch.Tensor, *, normalize=imagenet_normalize, scale: float = 1.0,
                    flip: bool = False, scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
