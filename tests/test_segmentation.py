@@ -242,7 +242,7 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
     args = SimpleNamespace(
         model="enet-camvid", data=str(shared / "data/camvid"), out=str(tmp_path), epochs=2, batch_size=2,
         crop=(64, 96), scale=0.25, scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1,
-        device="cpu", amp=True, resume=True, limit=2, time_limit=None, seed=0, init=None, holdout=None,
+        device="cpu", amp=True, resume=True, limit=2, time_limit=None, seed=0, init=None, holdout=None, compile=False,
         fixed_schedule=False,
     )
     args.epochs = 1

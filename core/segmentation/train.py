@@ -7,10 +7,10 @@
 checkpoints go to ``runs/<model>`` unless ``--out`` says otherwise. Class-weighted cross-entropy
 (ENet's 1/ln(1.02+p)), void ignored; Adam with polynomial decay over the step or time budget;
 augmentation from :mod:`core.segmentation.data`; ``--amp`` for mixed precision (fp16 on CUDA,
-bf16 on a CPU). Resume, log and checkpoints: :func:`core.training.fit`, the best epoch chosen on
-val mIoU (or, with ``--holdout``, on a held-out training sequence; with ``--fixed-schedule``, none:
-the last epoch, val scored once after it). ``--init`` continues from a released file, e.g. at a
-higher resolution.
+bf16 on a CPU); ``--compile`` for Inductor-compiled training steps. Resume, log and checkpoints:
+:func:`core.training.fit`, the best epoch chosen on val mIoU (or, with ``--holdout``, on a
+held-out training sequence; with ``--fixed-schedule``, none: the last epoch, val scored once
+after it). ``--init`` continues from a released file, e.g. at a higher resolution.
 """
 
 from __future__ import annotations
@@ -80,6 +80,9 @@ def train(args) -> dict:
     if args.init:
         init_weights(model, args.init)
     model = model.to(device)
+    # Compiled, an ENet step (batch 4 at 480x360, bf16) takes 0.66 s instead of 1.05 s on 2 CPU cores, after ~2.5 min
+    # of compiling; the checkpoints and the evaluation use the module itself.
+    forward = torch.compile(model) if args.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     weights = enet_class_weights().to(device)
@@ -100,7 +103,7 @@ def train(args) -> dict:
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
                                    clock(), training.lr_minutes(args))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=args.amp):
-                loss = F.cross_entropy(model(x).float(), y, weight=weights, ignore_index=VOID)
+                loss = F.cross_entropy(forward(x).float(), y, weight=weights, ignore_index=VOID)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -124,4 +127,6 @@ def add_arguments(p) -> None:
     p.add_argument("--scale", type=float, default=2 / 3, help="working scale relative to 480x360 frames")
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
     p.add_argument("--amp", action="store_true", help="mixed precision: fp16 autocast on CUDA, bf16 on a CPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training steps (Inductor; faster after "
+                                                          "minutes of compiling)")
     p.add_argument("--init", default=None, help="start from this released safetensors file instead of random weights")
