@@ -16,6 +16,7 @@ from core.backbones.vgg import VGG19_LAYERS, vgg19_features
 from core.datasets.camvid import CAMVID_CLASSES, VOID
 from core.segmentation.data import augment_batch, enet_class_weights, load_camvid
 from core.segmentation.enet import ENet, enet
+from core.segmentation.evaluate import evaluate_model
 from core.segmentation.fcn import FCN8s, bilinear_kernel, learned_upsampling
 from core.segmentation.frozen_vgg19 import frozen_vgg19, load_frozen_vgg19_state
 from core.segmentation.metrics import confusion_matrix, scores
@@ -87,6 +88,27 @@ def test_test_time_scales_average_the_logits_of_each_scale_at_the_input_size():
     # and 16 * 1 = 16 pixels: the mean is 12.
     assert torch.allclose(segment_logits(_WidthModel(), x, normalize=same, scale=0.5, scales=(0.5, 2.0)),
                           torch.full((1, 1, 16, 16), 12.0))
+
+
+class _LeftRightModel(torch.nn.Module):
+    """Class 0 on the left half of any frame, class 1 on the right half: a model that learnt the streets' layout."""
+
+    stride = 1
+
+    def forward(self, x):
+        right = (torch.arange(x.shape[-1]) >= x.shape[-1] // 2).float().expand(len(x), 1, *x.shape[-2:])
+        return torch.cat([1 - right, right], 1)
+
+
+def test_mirror_scores_the_mirrored_frames_against_the_mirrored_labels():
+    """By hand: labels are 0 on the left, 1 on the right, as the model says: mIoU 1. Mirrored, every pixel's label
+    swaps sides but the model's answer does not: every pixel is wrong, mIoU 0."""
+    record = SimpleNamespace(class_names=("left", "right"), input_size=None, normalize=lambda t: t)
+    images = torch.randint(0, 256, (2, 3, 4, 6), dtype=torch.uint8)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1], dtype=torch.uint8).expand(2, 4, 6)
+    assert evaluate_model(_LeftRightModel(), record, images, labels)["mIoU"] == 1.0
+    mirrored = evaluate_model(_LeftRightModel(), record, images, labels, mirror=True)
+    assert mirrored["mIoU"] == 0.0 and mirrored["mirror"]
 
 
 @pytest.mark.parametrize("size", [(37, 53), (64, 96), (5, 3)])

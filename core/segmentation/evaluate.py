@@ -1,10 +1,12 @@
 """Evaluate a registered segmentation model on a folder of frames + label maps, print JSON or the lecture's table.
 
     python -m core.segmentation evaluate --model enet-camvid --images ../shared/data/camvid/val \
-        --labels ../shared/data/camvid/valannot [--flip] [--scales 0.75 1 1.25] [--json]
+        --labels ../shared/data/camvid/valannot [--flip] [--scales 0.75 1 1.25] [--mirror] [--json]
 
 ``--flip``, ``--scales``: test-time augmentation (:func:`core.segmentation.predict.segment_logits`); the
 result gives the network's ms per frame either way, so the gain in mIoU and its cost come from the same run.
+``--mirror`` scores the mirror images of the frames and labels: a model that learnt the left-right layout of
+its training streets (one never trained on mirrored frames) loses points there.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from core.segmentation.predict import segment_logits, working_scale
 
 @torch.no_grad()
 def evaluate_model(model, record, images, labels, *, batch_size: int = 4, device="cpu", flip: bool = False,
-                   scales: tuple[float, ...] = (1.0,)) -> dict:
+                   scales: tuple[float, ...] = (1.0,), mirror: bool = False) -> dict:
     """uint8 Nx3xHxW frames + NxHxW labels -> :func:`core.segmentation.metrics.scores` (void ignored), ``frames``,
-    ``flip``, ``scales`` and ``ms_per_frame`` (wall time of the predictions, in batches of ``batch_size``)."""
+    ``flip``, ``scales``, ``mirror`` and ``ms_per_frame`` (wall time of the predictions, in batches of
+    ``batch_size``). ``mirror``: score the mirror images of the frames against the mirrored labels."""
+    if mirror:
+        images, labels = images.flip(-1), labels.flip(-1)
     num_classes = len(record.class_names) or len(CAMVID_CLASSES)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     scale = working_scale(record.input_size, tuple(images.shape[-2:]))
@@ -43,6 +48,7 @@ def evaluate_model(model, record, images, labels, *, batch_size: int = 4, device
     result["frames"] = len(images)
     result["flip"] = flip
     result["scales"] = list(scales)
+    result["mirror"] = mirror
     result["ms_per_frame"] = round(1000 * seconds / max(1, len(images)), 1)
     return result
 
@@ -60,7 +66,8 @@ def quality_check_score(model, record, val) -> dict:
 
 
 def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: int | None = None,
-                     weights_dir=None, flip: bool = False, scales: tuple[float, ...] = (1.0,)) -> dict:
+                     weights_dir=None, flip: bool = False, scales: tuple[float, ...] = (1.0,),
+                     mirror: bool = False) -> dict:
     """Load the registered model ``name`` (its files from ``weights_dir`` first) and score it on the frames of
     ``image_dir`` against ``label_dir``."""
     record = weights.get_record(name)
@@ -69,7 +76,8 @@ def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: in
     if limit:
         pairs = pairs[:limit]
     data = load_pairs(pairs)
-    result = evaluate_model(model, record, data.images, data.labels, device=device, flip=flip, scales=scales)
+    result = evaluate_model(model, record, data.images, data.labels, device=device, flip=flip, scales=scales,
+                            mirror=mirror)
     result["model"] = name
     return result
 
@@ -88,7 +96,8 @@ def format_table(result: dict) -> str:
     widths = [max(len(h), len(a), len(b)) for h, a, b in zip(head, acc_row, iou_row)]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in (head, acc_row, iou_row)]
     scales = result.get("scales", [1.0])
-    lines.append(f"global accuracy {100 * result['global_accuracy']:.1f} over {result['frames']} frames (void ignored)"
+    lines.append(f"global accuracy {100 * result['global_accuracy']:.1f} over {result['frames']}"
+                 f"{' mirrored' if result.get('mirror') else ''} frames (void ignored)"
                  f"{', test-time flip' if result.get('flip') else ''}"
                  f"{', scales ' + ' '.join(f'{s:g}' for s in scales) if len(scales) > 1 else ''}; "
                  f"{result['ms_per_frame']:.0f} ms per frame")
@@ -99,7 +108,7 @@ def main(args) -> int:
     settings = runtime.settings()
     result = evaluate_folders(args.model, args.images, args.labels, device=runtime.pick_device(settings.device),
                               limit=args.limit, weights_dir=settings.weights_dir, flip=args.flip,
-                              scales=tuple(args.scales))
+                              scales=tuple(args.scales), mirror=args.mirror)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
     return 0
 
@@ -112,5 +121,6 @@ def add_arguments(p) -> None:
     p.add_argument("--flip", action="store_true", help="test-time flip: average the frame's and its mirror's logits")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
                    help="test-time scales: average the logits of the frame run at each multiple of its working scale")
+    p.add_argument("--mirror", action="store_true", help="score the mirror images of the frames (labels mirrored)")
     runtime.add_arguments(p)
     p.add_argument("--limit", type=int, default=None)
