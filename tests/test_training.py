@@ -206,7 +206,7 @@ def test_enet_trainer_on_a_fixed_schedule_scores_val_once_and_its_card_says_so(t
     release_segmentation(tmp_path / "run" / "best.pt", "enet-camvid", tiny_camvid, weights_dir=tmp_path / "weights")
     card = (tmp_path / "weights" / "cards" / "enet-camvid.md").read_text()
     assert "the last of a schedule of 2 epochs fixed in advance" in card and "chose nothing" in card
-    assert "--fixed-schedule" in card and "--holdout" not in card
+    assert "--fixed-schedule" in card and "--holdout" not in card and "polynomial decay over 2 epochs" in card
 
 
 def test_frozen_trainer_selects_on_a_held_out_sequence_without_encoding_val(tiny_camvid, shared_weights, tmp_path):

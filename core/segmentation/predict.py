@@ -31,7 +31,7 @@ def segment_logits(model, rgb01: torch.Tensor, *, normalize=imagenet_normalize, 
     of a 480x360 frame); the logits are upsampled bilinearly back to H x W. Test-time augmentation:
     ``flip`` averages the logits of the frame and of its mirror image (mirrored back), both run as
     one batch, about twice the network's time; ``scales`` averages the logits of the frame run at
-    each of these multiples of ``scale`` (0.75, 1, 1.25 cost about 3.1x the network's time).
+    each of these multiples of ``scale`` (0.75, 1, 1.25: about three times the network's time).
     """
     h, w = rgb01.shape[-2:]
     total = None

@@ -38,7 +38,7 @@ _FROZEN_INIT = ("encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **
                 "names it as an extra file); {part}.")
 _FROZEN_TRAINING = ("the frozen encoder ran once per frame (its relu taps cached in fp16), then only the {part} was "
                     "trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {{lr:g}} with polynomial "
-                    "decay over the time budget, weight decay {{weight_decay:g}}, batch {{batch_size}}, {{precision}}, "
+                    "decay over {{budget}}, weight decay {{weight_decay:g}}, batch {{batch_size}}, {{precision}}, "
                     "no image augmentation (fixed features), on {{threads}} CPU thread(s).")
 _FROZEN_RESOLUTION = "frames resized to {crop_w}x{crop_h} (2/3 of 480x360), padded to 256x320 for the stride-32 encoder"
 
@@ -58,7 +58,7 @@ CARD_TEXT = {
         "continued": " Two stages: an earlier run of this model made the file `{init}` (its card describes that run); "
                      "then, starting from that file (`{init}`), the run below.",
         "training": "class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {lr:g} with polynomial decay over "
-                    "the time budget, weight decay {weight_decay:g}, batch {batch_size}, flip / scale+crop / colour "
+                    "{budget}, weight decay {weight_decay:g}, batch {batch_size}, flip / scale+crop / colour "
                     "augmentation, {precision}, on {threads} CPU thread(s).",
         "resolution": "frames scaled by {scale:.4g} (480x360 -> {work_w}x{work_h}), random {crop_w}x{crop_h} crops "
                       "after a random scale in {scale_range}",
@@ -132,7 +132,10 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                threads=args.get("threads", 1), scale=scale, crop_w=w, crop_h=h,
                scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
                precision="bf16 autocast" if args.get("amp") else "fp32", init=args.get("init"),
-               work_w=round(480 * scale), work_h=round(360 * scale))
+               work_w=round(480 * scale), work_h=round(360 * scale),
+               # As core.training.lr_minutes: a time limit shapes the rate, except on a fixed schedule.
+               budget="the time budget" if args.get("time_limit") and not args.get("fixed_schedule") else
+               f"{args.get('epochs')} epochs")
     bits = facts["palette_bits"]
     lines = [
         f"# {name}",
