@@ -6,7 +6,7 @@ import torch
 
 from core.datasets.camvid import CAMVID_CLASSES, INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
-from core.instances.evaluate import coco_ap
+from core.instances.evaluate import at_short_side, coco_ap
 from core.instances.maskrcnn import maskrcnn_vgg19_camvid, trained_state
 from core.instances.predict import Instance, distinct, draw, draw_labels, label_size
 from core.instances.train import heads_forward
@@ -99,6 +99,17 @@ def test_cached_feature_path_is_the_detector_itself():
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert model.backbone.reduce[0].weight.grad is not None and model.backbone.encoder[0].weight.grad is None
+
+
+def test_a_detector_runs_at_another_short_side_inside_and_at_its_own_after():
+    model = maskrcnn_vgg19_camvid().eval()
+    image = torch.rand(3, 90, 120)
+    with at_short_side(model, 180), torch.no_grad():
+        assert model.transform([image])[0].image_sizes == [(180, 240)]  # 90 px -> 180 px, 120 -> 240 (under 320)
+        assert model([image])[0]["masks"].shape[-2:] == (90, 120)  # answers come back at the input's size
+    assert model.transform.min_size == (360,) and model.transform.max_size == 640
+    with at_short_side(model, None):
+        assert model.transform.min_size == (360,)
 
 
 def test_duplicates_across_classes_are_one_instance_by_hand():

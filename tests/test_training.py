@@ -15,7 +15,9 @@ from torch import nn
 
 from core import training
 from core.datasets.camvid import CAMVID_CLASSES
+from core.instances.camvid import instances_from_labels
 from core.instances.release import release as release_instances
+from core.instances.train import targets_at
 from core.instances.train import train as train_instances
 from core.segmentation.data import camvid_names, sequence_index
 from core.segmentation.release import release as release_segmentation
@@ -209,6 +211,21 @@ def test_enet_trainer_on_a_fixed_schedule_scores_val_once_and_its_card_says_so(t
     assert "--fixed-schedule" in card and "--holdout" not in card and "polynomial decay over 2 epochs" in card
 
 
+def test_maskrcnn_targets_follow_the_frame_to_its_encoded_size():
+    """By hand: a car on rows 1-2, columns 2-3 of a 4x6 label map has the box (2, 1, 4, 3); at 6x9 (x1.5) it is
+    (3, 1.5, 6, 4.5), and its mask (nearest: row r reads source row floor(r * 4/6), column c floor(c * 6/9)) covers
+    rows 2-4 (source rows 1, 2, 2) and columns 3-5 (source columns 2, 2, 3): 9 pixels, 2.25 times the 4."""
+    label = torch.full((4, 6), CAMVID_CLASSES.index("Road"), dtype=torch.uint8)
+    label[1:3, 2:4] = CAR
+    target = instances_from_labels(label, min_area=1)
+    assert target["boxes"].tolist() == [[2.0, 1.0, 4.0, 3.0]]
+    scaled = targets_at(target, (4, 6), (6, 9))
+    assert scaled["boxes"].tolist() == [[3.0, 1.5, 6.0, 4.5]] and scaled["labels"].tolist() == target["labels"].tolist()
+    assert scaled["masks"].shape == (1, 6, 9)
+    assert torch.nonzero(scaled["masks"][0]).unique(dim=0).tolist() == [[r, c] for r in (2, 3, 4) for c in (3, 4, 5)]
+    assert targets_at(target, (4, 6), (4, 6)) is target
+
+
 def test_frozen_trainer_selects_on_a_held_out_sequence_without_encoding_val(tiny_camvid, shared_weights, tmp_path):
     args = SimpleNamespace(
         model="fcn8s-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
@@ -227,9 +244,14 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
         model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
         out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
         threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0", fixed_schedule=False,
+        sizes=[360, 180], eval_size=180,
     )
     train_instances(args)
-    assert set(torch.load(tmp_path / "run" / "features.pt", weights_only=True)) == {"train", "train_flip"}
+    cache = torch.load(tmp_path / "run" / "features.pt", weights_only=True)
+    # The detector's own size keeps the keys of earlier caches; 64x96 frames are encoded at 360x540 and 180x270.
+    assert set(cache) == {"train", "train_flip", "train@180", "train_flip@180"}
+    assert cache["train"]["sizes"][0] == (360, 540) and cache["train_flip@180"]["sizes"][0] == (180, 270)
+    assert cache["train@180"]["encoded"].shape[-2:] == (24, 36)  # 180x270 padded to 192x288 (32), at stride 8
     args.epochs = 2
     train_instances(args)  # a rerun continues
     lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -244,3 +266,4 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
     assert facts["train_command"].startswith("python -m core.instances train --model maskrcnn-vgg19-camvid ")
     card = (tmp_path / "weights" / "cards" / "maskrcnn-vgg19-camvid.md").read_text()
     assert result["sha256"] in card and "held-out train sequence 0006R0" in card
+    assert "at each short side of 360, 180 px" in card and "--sizes 360 180 --eval-size 180" in card

@@ -93,6 +93,20 @@ def _per_class(ev: COCOeval, class_names) -> dict:
     return {"AP": round(float(ev.stats[0]), 4), "AP50": round(float(ev.stats[1]), 4), "per_class": per_class}
 
 
+@contextlib.contextmanager
+def at_short_side(model, short_side: int | None):
+    """Inside, the detector's transform resizes every image to this short side (its long side capped at 16:9 of
+    it); None keeps the detector's own."""
+    transform = model.transform
+    before = transform.min_size, transform.max_size
+    if short_side:
+        transform.min_size, transform.max_size = (short_side,), round(short_side * 16 / 9)
+    try:
+        yield
+    finally:
+        transform.min_size, transform.max_size = before
+
+
 @torch.inference_mode()
 def evaluate_model(model, class_names, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 4) -> dict:
     """uint8 Nx3xHxW frames + NxHxW CamVid label maps -> :func:`coco_ap` of the model's detections.
@@ -147,8 +161,9 @@ def main(args) -> int:
     record = weights.get_record(args.model)
     settings = runtime.settings()
     model = weights.create(args.model, device=runtime.pick_device(settings.device), weights_dir=settings.weights_dir)
-    result = {"model": args.model, "frames": len(data),
-              **evaluate_model(model, record.class_names, data.images, data.labels)}
+    with at_short_side(model, args.short_side):
+        result = {"model": args.model, "frames": len(data), "short_side": model.transform.min_size[0],
+                  **evaluate_model(model, record.class_names, data.images, data.labels)}
     print(json.dumps(result, indent=1) if args.json else table(result))
     return 0
 
@@ -160,4 +175,6 @@ def add_arguments(p) -> None:
     runtime.add_arguments(p)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="only the first N frames")
+    p.add_argument("--short-side", type=int, default=None,
+                   help="resize the frames to this short side instead of the detector's own (360 for CamVid's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

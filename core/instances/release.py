@@ -45,6 +45,10 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
                 "train (367 frames) for training, val (101 frames) for model selection and the numbers below")
         epochs = (f"Best mean mask AP50 on {f'the held-out train sequence {holdout}' if holdout else 'val'} at epoch "
                   f"{run['best_epoch']} of {run.get('epochs_run', '?')} run")
+    sizes = args.get("sizes")
+    sizes_text = f", at each short side of {', '.join(map(str, sizes))} px" if sizes else ""
+    drawn_text = (f", at a short side drawn per batch (scored at {args.get('eval_size') or 360} px)" if sizes
+                  else " (the only augmentation)")
     return "\n".join([
         f"# {name}",
         "",
@@ -63,8 +67,8 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         "is an 8-connected component of the Car, Pedestrian or Bicyclist pixels (`core/instances/camvid.py`): "
         "touching objects of one class (a row of parked cars, a group of people) **merge into one instance**, in "
         "training and in evaluation alike; components under 50 px are dropped.",
-        f"- **Training**: the frozen encoder ran once per frame and once per mirrored frame (features cached in fp16); "
-        f"each epoch sees every train frame once, mirrored with p = 1/2 (the only augmentation). Losses of "
+        f"- **Training**: the frozen encoder ran once per frame and once per mirrored frame{sizes_text} (features "
+        f"cached in fp16); each epoch sees every train frame once, mirrored with p = 1/2{drawn_text}. Losses of "
         f"torchvision's RPN, box and mask heads; SGD momentum 0.9, lr {args.get('lr'):g} with {args.get('warmup')} "
         f"warm-up steps then cosine decay, weight decay {args.get('weight_decay'):g}, batch {args.get('batch_size')}, "
         f"on {args.get('threads')} CPU threads. {epochs} ({run.get('minutes', 0):.0f} min of training).",

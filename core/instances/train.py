@@ -4,14 +4,16 @@
         --weights-dir ../shared/weights --epochs 30 --threads 2
 
 A VGG-19 forward to relu4_4 costs ~1.3 s per 480x360 frame on a 2-core CPU, so each frame
-(and its mirror image, the only augmentation) is encoded once into ``<out>/features.pt``
-(fp16, reused on resume); an epoch then costs only the trained layers. Each epoch sees
-every train frame once, mirrored with probability 1/2. SGD with momentum, linear warm-up
-then cosine decay; box and mask AP on val (or, with ``--holdout``, on a held-out training
-sequence) every ``--eval-every`` epochs, the best epoch chosen on the mean mask AP50 over the
-three classes (with ``--fixed-schedule``: none, the last epoch, val scored once after it).
-Resume, log and checkpoints: :func:`core.training.fit`; a rerun of the same command always
-continues from ``last.pt``.
+(and its mirror image) is encoded once into ``<out>/features.pt`` (fp16, reused on resume);
+an epoch then costs only the trained layers. Each epoch sees every train frame once, mirrored
+with probability 1/2; with ``--sizes 360 540`` the frames are also encoded with their short side
+scaled to each size, and each batch is drawn at one of them (scale augmentation from cached
+features: small objects grow with the image); ``--eval-size`` is the short side the selection
+frames are scored at. SGD with momentum, linear warm-up then cosine decay; box and mask AP on
+val (or, with ``--holdout``, on a held-out training sequence) every ``--eval-every`` epochs, the
+best epoch chosen on the mean mask AP50 over the three classes (with ``--fixed-schedule``: none,
+the last epoch, val scored once after it). Resume, log and checkpoints:
+:func:`core.training.fit`; a rerun of the same command always continues from ``last.pt``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.transform import resize_boxes
 
 from core import training
 from core.checkpoints import save_atomic
 from core.datasets.camvid import INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
-from core.instances.evaluate import coco_ap
+from core.instances.evaluate import at_short_side, coco_ap
 from core.instances.maskrcnn import trained_state
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from weights.registry import architecture
@@ -37,18 +41,20 @@ MODELS = ("maskrcnn-vgg19-camvid",)
 
 
 @torch.no_grad()
-def encode_frames(model, images: torch.Tensor, *, batch_size: int = 4, log=print) -> torch.Tensor:
+def encode_frames(model, images: torch.Tensor, *, batch_size: int = 4,
+                  log=print) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """uint8 Nx3xHxW frames -> the frozen encoder's features (fp16, kept on the CPU), through the detector's
-    own transform."""
+    own transform, and each frame's size after that transform's resize."""
     model.eval()
     device = next(model.parameters()).device
-    out, t0 = [], time.time()
+    out, sizes, t0 = [], [], time.time()
     for i in range(0, len(images), batch_size):
         batch = [x.to(device).float() / 255 for x in images[i : i + batch_size]]
         image_list, _ = model.transform(batch)
         out.append(model.backbone.encode(image_list.tensors).half().cpu())
+        sizes += [tuple(size) for size in image_list.image_sizes]
         log(f"encoded {min(i + batch_size, len(images))}/{len(images)} frames, {time.time() - t0:.0f} s")
-    return torch.cat(out)
+    return torch.cat(out), sizes
 
 
 def heads_forward(model, encoded: torch.Tensor, image_sizes, targets=None):
@@ -68,8 +74,8 @@ def heads_forward(model, encoded: torch.Tensor, image_sizes, targets=None):
 
 @torch.no_grad()
 def evaluate_cached(model, split: dict, index: list[int] | None = None, batch_size: int = 8) -> dict:
-    """Box and mask AP on the frames ``index`` (default all) of a cached split (frames kept at their own size:
-    CamVid is the transform's 360 px)."""
+    """Box and mask AP on the frames ``index`` (default all) of a cached split, the detections taken back to the
+    label maps' size (as the detector's own postprocessing does for any input)."""
     model.eval()
     device = next(model.parameters()).device
     index = list(range(len(split["encoded"]))) if index is None else index
@@ -78,20 +84,39 @@ def evaluate_cached(model, split: dict, index: list[int] | None = None, batch_si
         idx = index[i : i + batch_size]
         sizes = [split["sizes"][j] for j in idx]
         detections = heads_forward(model, split["encoded"][idx].to(device), sizes)
-        detections = model.transform.postprocess(detections, sizes, sizes)
+        detections = model.transform.postprocess(detections, sizes, [tuple(split["labels"][j].shape) for j in idx])
         predictions += [{k: v.cpu() for k, v in d.items()} for d in detections]
     return coco_ap(predictions, [split["targets"][j] for j in index], INSTANCE_CLASSES)
 
 
-def _load_split(model, args, split: str, flip: bool, log) -> dict:
+def _load_split(model, args, split: str, flip: bool, short_side: int, log) -> dict:
     data = load_camvid(args.data, split, limit=args.limit)
     images, labels = (data.images.flip(-1), data.labels.flip(-1)) if flip else (data.images, data.labels)
-    return {"encoded": encode_frames(model, images, log=log), "labels": labels,
-            "sizes": [tuple(images.shape[-2:])] * len(images)}
+    with at_short_side(model, short_side):
+        encoded, sizes = encode_frames(model, images, log=log)
+    return {"encoded": encoded, "labels": labels, "sizes": sizes}
+
+
+def _cache_key(split: str, flip: bool, short_side: int, own: int) -> str:
+    """"train", "train_flip", "val" at the detector's own short side (the keys of caches from before --sizes);
+    "train@540" etc. at another."""
+    return f"{split}{'_flip' if flip else ''}{'' if short_side == own else f'@{short_side}'}"
 
 
 def _with_targets(split: dict) -> dict:
+    """Targets at the label maps' size (:func:`targets_at` scales them to the frames' encoded size)."""
     return {**split, "targets": [instances_from_labels(y) for y in split["labels"]]}
+
+
+def targets_at(target: dict, label_size: tuple[int, int], size: tuple[int, int]) -> dict:
+    """A target of a ``label_size`` label map as the detector's transform makes it for a frame resized to ``size``:
+    boxes scaled, masks resized nearest (torchvision's ``resize_boxes`` and mask interpolation)."""
+    if tuple(label_size) == tuple(size):
+        return target
+    masks = target["masks"]
+    resized = (F.interpolate(masks[:, None].float(), size=size)[:, 0].byte() if len(masks)
+               else masks.new_zeros(0, *size))
+    return {**target, "boxes": resize_boxes(target["boxes"], label_size, size), "masks": resized}
 
 
 def selection_score(ap: dict) -> float:
@@ -106,23 +131,25 @@ def train(args) -> dict:
     model.backbone.encoder.load_pretrained("vgg19-caffe")
     model.to(device)
 
+    own = model.transform.min_size[0]
+    sizes, eval_size = args.sizes or [own], args.eval_size or own
     cache_path = Path(args.out) / "features.pt"
     cache = torch.load(cache_path, weights_only=True) if cache_path.exists() else {}
-    keys = (("train", "train", False), ("train_flip", "train", True))
-    if not args.holdout:
-        keys = (("val", "val", False), *keys)
-    for key, split, flip in keys:
+    wanted = [("train", flip, s) for s in sizes for flip in (False, True)]
+    wanted.append(("train", False, eval_size) if args.holdout else ("val", False, eval_size))
+    for split, flip, s in wanted:
+        key = _cache_key(split, flip, s, own)
         if key not in cache:
-            cache[key] = _load_split(model, args, split, flip, lambda m, k=key: print(f"{k}: {m}", flush=True))
+            cache[key] = _load_split(model, args, split, flip, s, lambda m, k=key: print(f"{k}: {m}", flush=True))
             save_atomic(cache, cache_path)
-    versions = [_with_targets(cache["train"]), _with_targets(cache["train_flip"])]
+    # versions[size][mirrored]: every train frame, encoded at each training size, as it is and mirrored.
+    versions = [[_with_targets(cache[_cache_key("train", flip, s, own)]) for flip in (False, True)] for s in sizes]
+    selection_split = _with_targets(cache[_cache_key("train" if args.holdout else "val", False, eval_size, own)])
     if args.holdout:
         # As the segmentation trainers: a held-out training sequence (unmirrored) picks the epoch; val is for release.
         train_index, selection_index = sequence_index(camvid_names(args.data, "train", args.limit), args.holdout)
-        selection_split = versions[0]
     else:
-        train_index, selection_index = list(range(len(versions[0]["encoded"]))), None
-        selection_split = _with_targets(cache["val"])
+        train_index, selection_index = list(range(len(versions[0][0]["labels"]))), None
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
@@ -138,14 +165,18 @@ def train(args) -> dict:
     def train_epoch(epoch: int, clock) -> dict:
         g = torch.Generator().manual_seed(args.seed * 1000 + epoch)
         order, mirrored = torch.randperm(n, generator=g), torch.rand(n, generator=g) < 0.5
+        # One size a batch (the cached features of one batch must stack); with one size, the draw changes nothing.
+        size_of_batch = torch.randint(len(sizes), (steps_per_epoch,), generator=g)
         sums: dict[str, float] = {}
         for b in range(steps_per_epoch):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + b)
-            picks = [(versions[int(mirrored[k])], train_index[k])
+            at_size = versions[int(size_of_batch[b])]
+            picks = [(at_size[int(mirrored[k])], train_index[k])
                      for k in order[b * args.batch_size : (b + 1) * args.batch_size].tolist()]
             encoded = torch.stack([v["encoded"][i] for v, i in picks]).to(device)
-            targets = [{name: t.to(device) for name, t in v["targets"][i].items()} for v, i in picks]
+            targets = [{name: t.to(device) for name, t in
+                        targets_at(v["targets"][i], v["labels"][i].shape, v["sizes"][i]).items()} for v, i in picks]
             losses = heads_forward(model, encoded, [v["sizes"][i] for v, i in picks], targets)
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
@@ -177,3 +208,7 @@ def add_arguments(p) -> None:
                            weight_decay=1e-4, threads=2, resume_flag=False)
     p.add_argument("--warmup", type=int, default=100, help="steps of linear warm-up")
     p.add_argument("--eval-every", type=int, default=2)
+    p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="SHORT_SIDE",
+                   help="train at these short sides, one drawn per batch (default: the detector's own, 360)")
+    p.add_argument("--eval-size", type=int, default=None, metavar="SHORT_SIDE",
+                   help="score the selection frames at this short side (default: the detector's own)")
