@@ -80,7 +80,7 @@ def train(args) -> dict:
     if args.init:
         init_weights(model, args.init)
     model = model.to(device)
-    # Compiled, an ENet step (batch 4 at 480x360, bf16) is ~1.6x faster on 2 CPU cores after ~2.5 min of compiling
+    # Compiled, an ENet step (batch 4 at 480x360, bf16) is 1.6-1.8x faster on 2 CPU cores after ~2.5 min of compiling
     # (bench/training.py); the checkpoints and the evaluation use the module itself.
     forward = torch.compile(model) if args.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
