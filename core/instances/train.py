@@ -137,14 +137,17 @@ def train(args) -> dict:
     cache = torch.load(cache_path, weights_only=True) if cache_path.exists() else {}
     wanted = [("train", flip, s) for s in sizes for flip in (False, True)]
     wanted.append(("train", False, eval_size) if args.holdout else ("val", False, eval_size))
+    splits = {}  # each cached split once, with its targets, however many roles it plays
     for split, flip, s in wanted:
         key = _cache_key(split, flip, s, own)
         if key not in cache:
             cache[key] = _load_split(model, args, split, flip, s, lambda m, k=key: print(f"{k}: {m}", flush=True))
             save_atomic(cache, cache_path)
+        if key not in splits:
+            splits[key] = _with_targets(cache[key])
     # versions[size][mirrored]: every train frame, encoded at each training size, as it is and mirrored.
-    versions = [[_with_targets(cache[_cache_key("train", flip, s, own)]) for flip in (False, True)] for s in sizes]
-    selection_split = _with_targets(cache[_cache_key("train" if args.holdout else "val", False, eval_size, own)])
+    versions = [[splits[_cache_key("train", flip, s, own)] for flip in (False, True)] for s in sizes]
+    selection_split = splits[_cache_key(*wanted[-1], own)]
     if args.holdout:
         # As the segmentation trainers: a held-out training sequence (unmirrored) picks the epoch; val is for release.
         train_index, selection_index = sequence_index(camvid_names(args.data, "train", args.limit), args.holdout)
