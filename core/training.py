@@ -78,10 +78,10 @@ def poly_lr(base: float, progress: float, power: float = 0.9) -> float:
     return base * (1 - min(max(progress, 0.0), 0.99)) ** power
 
 
-def lr_minutes(args) -> float | None:
+def lr_minutes(time_limit: float | None, fixed_schedule: bool) -> float | None:
     """The minutes that shape the learning rate: the time limit, except on a fixed schedule, where the rate follows
     the steps alone, so that the schedule is the same on any machine and a time limit only pauses the run."""
-    return None if args.fixed_schedule else args.time_limit
+    return None if fixed_schedule else time_limit
 
 
 def set_budget_lr(optimizer, base: float, step: int, total_steps: int, elapsed_s: float,

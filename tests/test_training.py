@@ -115,12 +115,11 @@ def test_a_fixed_schedule_scores_only_after_its_last_epoch_and_releases_that_epo
 
 
 def test_a_fixed_schedule_sets_the_learning_rate_by_steps_alone_and_excludes_a_holdout():
-    fixed = SimpleNamespace(fixed_schedule=True, time_limit=60.0)
-    assert training.lr_minutes(fixed) is None
-    assert training.lr_minutes(SimpleNamespace(fixed_schedule=False, time_limit=60.0)) == 60.0
+    assert training.lr_minutes(60.0, fixed_schedule=True) is None
+    assert training.lr_minutes(60.0, fixed_schedule=False) == 60.0
     optimizer = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0)
     # Step 5 of 10 after 59 of 60 minutes: by steps the rate is 0.5 ** 0.9, by time it would be nearly 0.
-    training.set_budget_lr(optimizer, 1.0, 5, 10, 59 * 60, training.lr_minutes(fixed))
+    training.set_budget_lr(optimizer, 1.0, 5, 10, 59 * 60, training.lr_minutes(60.0, fixed_schedule=True))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 ** 0.9)
     parser = argparse.ArgumentParser()
     training.add_arguments(parser, models=("enet-camvid",), model_default="enet-camvid", epochs=1, batch_size=1,

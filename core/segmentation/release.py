@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from core import runtime
+from core import runtime, training
 from core.datasets.camvid import LECTURE_ORDER
 from core.segmentation import train, train_frozen
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
@@ -133,9 +133,8 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
                precision="bf16 autocast" if args.get("amp") else "fp32", init=args.get("init"),
                work_w=round(480 * scale), work_h=round(360 * scale),
-               # As core.training.lr_minutes: a time limit shapes the rate, except on a fixed schedule.
-               budget="the time budget" if args.get("time_limit") and not args.get("fixed_schedule") else
-               f"{args.get('epochs')} epochs")
+               budget="the time budget" if training.lr_minutes(args.get("time_limit"), args.get("fixed_schedule"))
+               else f"{args.get('epochs')} epochs")
     bits = facts["palette_bits"]
     lines = [
         f"# {name}",

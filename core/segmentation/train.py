@@ -101,7 +101,7 @@ def train(args) -> dict:
                                  base_scale=args.scale, scale=tuple(args.scale_range), generator=g)
             x, y = imagenet_normalize(x.to(device)), y.to(device)
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
-                                   clock(), training.lr_minutes(args))
+                                   clock(), training.lr_minutes(args.time_limit, args.fixed_schedule))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=args.amp):
                 loss = F.cross_entropy(forward(x).float(), y, weight=weights, ignore_index=VOID)
             optimizer.zero_grad(set_to_none=True)

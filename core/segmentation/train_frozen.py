@@ -124,7 +124,7 @@ def train_frozen(args) -> dict:
         for i in range(steps_per_epoch):
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
-                                   clock(), training.lr_minutes(args))
+                                   clock(), training.lr_minutes(args.time_limit, args.fixed_schedule))
             target = train_cache["labels"][idx].to(device).long()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
                 logits = model.decode(_taps(train_cache, idx, device))
