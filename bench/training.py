@@ -3,9 +3,9 @@
     python bench/training.py [--model enet-camvid] [--batch-size 4] [--crop 360 480] [--amp] [--steps 6]
         [--threads 2] [--json out.json]
 
-One step is what :mod:`core.segmentation.train` does per batch: forward (bf16 autocast with ``--amp``),
-class-weighted cross-entropy, backward, Adam. Random frames and labels: the time does not depend on them.
-The compiled variant's first two steps (which compile) are timed apart from the steady ones.
+One step is :func:`core.segmentation.train.train_step`, what the trainer does per batch: forward (bf16 autocast
+with ``--amp``), class-weighted cross-entropy, backward, Adam. Random frames and labels: the time does not depend
+on them. The compiled variant's first two steps (which compile) are timed apart from the steady ones.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.datasets.camvid import CAMVID_CLASSES, VOID  # noqa: E402
+from core.datasets.camvid import CAMVID_CLASSES  # noqa: E402
 from core.segmentation.data import enet_class_weights  # noqa: E402
+from core.segmentation.train import train_step  # noqa: E402
 from weights.registry import architecture  # noqa: E402
 
 
@@ -35,12 +35,10 @@ def time_steps(name: str, compiled: bool, *, batch_size: int, crop: tuple[int, i
     x = torch.randn(batch_size, 3, *crop)
     y = torch.randint(0, len(CAMVID_CLASSES), (batch_size, *crop))
 
+    scaler = torch.amp.GradScaler("cuda", enabled=False)  # on a CPU, as the trainer has it
+
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            loss = F.cross_entropy(forward(x).float(), y, weight=weights, ignore_index=VOID)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(forward, optimizer, x, y, weights, amp=amp, scaler=scaler)
 
     t0 = time.perf_counter()
     step(), step()

@@ -54,6 +54,20 @@ def selection(val: dict) -> training.Evaluation:
              "selection_global": val["global_accuracy"]})
 
 
+def train_step(forward, optimizer, x, y, weights, *, amp: bool, scaler) -> torch.Tensor:
+    """One step on a normalised batch: class-weighted cross-entropy (void ignored), backward, optimizer step; returns
+    the loss. ``amp``: fp16 autocast on CUDA (``scaler`` scales its loss), bf16 on a CPU, which needs no loss scaling
+    and makes a step faster on CPUs with AVX-512-BF16 (ENet: 15 %, a VGG decoder: 2x)."""
+    with torch.autocast(x.device.type, dtype=torch.float16 if x.device.type == "cuda" else torch.bfloat16,
+                        enabled=amp):
+        loss = F.cross_entropy(forward(x).float(), y, weight=weights, ignore_index=VOID)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
 def init_weights(model, path) -> None:
     """Start from a file this project released (fp16 or palettised safetensors), loaded strictly as
     :func:`weights.registry.create` does (BN restores the step counters that export drops)."""
@@ -88,8 +102,6 @@ def train(args) -> dict:
     weights = enet_class_weights().to(device)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda")
-    # bf16 needs no loss scaling; on CPUs with AVX-512-BF16 a step is faster (ENet: 15 %, a VGG decoder: 2x).
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
 
     def train_epoch(epoch: int, clock) -> dict:
         g = torch.Generator().manual_seed(args.seed * 1000 + epoch)
@@ -102,13 +114,7 @@ def train(args) -> dict:
             x, y = imagenet_normalize(x.to(device)), y.to(device)
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
                                    clock(), training.lr_minutes(args.time_limit, args.fixed_schedule))
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=args.amp):
-                loss = F.cross_entropy(forward(x).float(), y, weight=weights, ignore_index=VOID)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total_loss += float(loss.detach())
+            total_loss += float(train_step(forward, optimizer, x, y, weights, amp=args.amp, scaler=scaler))
         return {"loss": total_loss / steps_per_epoch}
 
     def evaluate(epoch: int) -> training.Evaluation:
