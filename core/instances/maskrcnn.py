@@ -33,6 +33,8 @@ from weights.registry import load_safetensors
 _CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 #: The encoder's one tap: the last ReLU before pool4, 512 channels at stride 8.
 TAP = "relu4_4"
+#: The transform's short side: CamVid's frame height, so its frames go in unscaled.
+SHORT_SIDE = 360
 
 
 class FrozenVGG19Stride8(nn.Module):
@@ -68,7 +70,7 @@ def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detectio
     model = MaskRCNN(
         backbone,
         num_classes=None,
-        min_size=360,
+        min_size=SHORT_SIDE,
         max_size=640,
         image_mean=[m / 255 for m in _CAFFE_MEAN_RGB],
         image_std=[1 / 255] * 3,

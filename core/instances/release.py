@@ -16,6 +16,7 @@ import torch
 from core import runtime
 from core.instances import train
 from core.instances.evaluate import evaluate_model, percent, quality_check_score
+from core.instances.maskrcnn import SHORT_SIDE
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
 from weights.release import command_line
@@ -47,7 +48,7 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
                   f"{run['best_epoch']} of {run.get('epochs_run', '?')} run")
     sizes = args.get("sizes")
     sizes_text = f", at each short side of {', '.join(map(str, sizes))} px" if sizes else ""
-    drawn_text = (f", at a short side drawn per batch (scored at {args.get('eval_size') or 360} px)" if sizes
+    drawn_text = (f", at a short side drawn per batch (scored at {args.get('eval_size') or SHORT_SIDE} px)" if sizes
                   else " (the only augmentation)")
     return "\n".join([
         f"# {name}",
@@ -60,7 +61,8 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         "- **Architecture**: torchvision's `MaskRCNN` on `FrozenVGG19Stride8` (`core/instances/maskrcnn.py`): VGG-19 "
         "convs up to relu4_4 (stride 8), then a trained 1x1 conv to 256 channels with GroupNorm; one feature level, "
         "anchors 16-256 px x 3 aspect ratios; RoI Align 7x7 into a 256-wide two-layer box MLP, RoI Align 14x14 into "
-        "two 128-channel mask convs and a 28x28 mask per class. Short side scaled to 360 px (long side at most 640).",
+        f"two 128-channel mask convs and a 28x28 mask per class. Short side scaled to {SHORT_SIDE} px (long side at "
+        "most 640).",
         "- **Initialisation**: encoder: the ImageNet VGG-19 (Caffe weights), **frozen**; everything else random "
         "(torchvision's defaults).",
         f"- **Data**: CamVid (SegNet's 480x360 version): {data}. CamVid labels classes, not objects, so an instance "
