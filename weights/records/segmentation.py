@@ -23,8 +23,8 @@ register(ModelRecord(
     builder="core.segmentation.enet:enet",
     source=ProjectFile("enet-camvid.safetensors"),
     license="MIT (trained by this project on CamVid)",
-    description="ENet (Paszke et al. 2016), 0.36 M parameters, trained from scratch on CamVid train "
-                "(at 320x240, then 480x360), fp16.",
+    description="ENet (Paszke et al. 2016), 0.36 M parameters, trained from scratch on CamVid train at 480x360, "
+                "fp16.",
     **released("enet-camvid"),
     **{**_CAMVID, "input_size": (360, 480)},
     # OpenVINO keeps its labels but runs it at half fp32's speed (its max-unpooling), so it is not offered.
