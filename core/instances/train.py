@@ -135,8 +135,8 @@ def train(args) -> dict:
     sizes, eval_size = args.sizes or [own], args.eval_size or own
     cache_path = Path(args.out) / "features.pt"
     cache = torch.load(cache_path, weights_only=True) if cache_path.exists() else {}
-    wanted = [("train", flip, s) for s in sizes for flip in (False, True)]
-    wanted.append(("train", False, eval_size) if args.holdout else ("val", False, eval_size))
+    selection = ("train" if args.holdout else "val", False, eval_size)  # (split, mirrored, short side)
+    wanted = [*(("train", flip, s) for s in sizes for flip in (False, True)), selection]
     splits = {}  # each cached split once, with its targets, however many roles it plays
     for split, flip, s in wanted:
         key = _cache_key(split, flip, s, own)
@@ -147,7 +147,7 @@ def train(args) -> dict:
             splits[key] = _with_targets(cache[key])
     # versions[size][mirrored]: every train frame, encoded at each training size, as it is and mirrored.
     versions = [[splits[_cache_key("train", flip, s, own)] for flip in (False, True)] for s in sizes]
-    selection_split = splits[_cache_key(*wanted[-1], own)]
+    selection_split = splits[_cache_key(*selection, own)]
     if args.holdout:
         # As the segmentation trainers: a held-out training sequence (unmirrored) picks the epoch; val is for release.
         train_index, selection_index = sequence_index(camvid_names(args.data, "train", args.limit), args.holdout)
