@@ -6,8 +6,8 @@
 ``--model`` is the registered model whose architecture (the record's builder) trains; its
 checkpoints go to ``runs/<model>`` unless ``--out`` says otherwise. Class-weighted cross-entropy
 (ENet's 1/ln(1.02+p)), void ignored; Adam with polynomial decay over the step or time budget;
-augmentation from :mod:`core.segmentation.data`; ``--amp`` for mixed precision (fp16 on CUDA,
-bf16 on a CPU); ``--compile`` for Inductor-compiled training steps. Resume, log and checkpoints:
+augmentation from :mod:`core.segmentation.data`; ``--amp`` for mixed precision (bf16 autocast,
+CPU or CUDA); ``--compile`` for Inductor-compiled training steps. Resume, log and checkpoints:
 :func:`core.training.fit`, the best epoch chosen on val mIoU (or, with ``--holdout``, on a
 held-out training sequence; with ``--fixed-schedule``, none: the last epoch, val scored once
 after it). ``--init`` continues from a released file, e.g. at a higher resolution.
@@ -54,17 +54,17 @@ def selection(val: dict) -> training.Evaluation:
              "selection_global": val["global_accuracy"]})
 
 
-def train_step(forward, optimizer, x, y, weights, *, amp: bool, scaler) -> torch.Tensor:
-    """One step on a normalised batch: class-weighted cross-entropy (void ignored), backward, optimizer step; returns
-    the loss. ``amp``: fp16 autocast on CUDA (``scaler`` scales its loss), bf16 on a CPU, which needs no loss scaling
-    and makes a step faster on CPUs with AVX-512-BF16 (ENet: 15 %, a VGG decoder: 2x)."""
-    with torch.autocast(x.device.type, dtype=torch.float16 if x.device.type == "cuda" else torch.bfloat16,
-                        enabled=amp):
+def train_step(forward, optimizer, x, y, weights, *, amp: bool) -> torch.Tensor:
+    """One step: class-weighted cross-entropy of ``forward(x)`` against ``y`` (void ignored), backward, optimizer step;
+    returns the loss. ``x`` is whatever ``forward`` takes (a batch of frames, or a frozen encoder's taps).
+    ``amp``: bf16 autocast on the labels' device, CPU or CUDA. bf16 keeps fp32's range, so no loss scaling; it makes
+    a CPU step faster on cores with AVX-512-BF16 (ENet: 15 %, a VGG decoder: 2x), and a GPU of the kind this project
+    trains on (H100/H200) runs bf16 as fast as fp16."""
+    with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=amp):
         loss = F.cross_entropy(forward(x).float(), y, weight=weights, ignore_index=VOID)
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
+    loss.backward()
+    optimizer.step()
     return loss.detach()
 
 
@@ -101,7 +101,6 @@ def train(args) -> dict:
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     weights = enet_class_weights().to(device)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda")
 
     def train_epoch(epoch: int, clock) -> dict:
         g = torch.Generator().manual_seed(args.seed * 1000 + epoch)
@@ -114,7 +113,7 @@ def train(args) -> dict:
             x, y = imagenet_normalize(x.to(device)), y.to(device)
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
                                    clock(), training.lr_minutes(args.time_limit, args.fixed_schedule))
-            total_loss += float(train_step(forward, optimizer, x, y, weights, amp=args.amp, scaler=scaler))
+            total_loss += float(train_step(forward, optimizer, x, y, weights, amp=args.amp))
         return {"loss": total_loss / steps_per_epoch}
 
     def evaluate(epoch: int) -> training.Evaluation:
@@ -132,7 +131,7 @@ def add_arguments(p) -> None:
     p.add_argument("--crop", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
     p.add_argument("--scale", type=float, default=2 / 3, help="working scale relative to 480x360 frames")
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
-    p.add_argument("--amp", action="store_true", help="mixed precision: fp16 autocast on CUDA, bf16 on a CPU")
+    p.add_argument("--amp", action="store_true", help="mixed precision: bf16 autocast (CPU or CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training steps (Inductor; faster after "
                                                           "minutes of compiling)")
     p.add_argument("--init", default=None, help="start from this released safetensors file instead of random weights")

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from core import training
 from core.checkpoints import save_atomic
@@ -26,7 +25,7 @@ from core.datasets.camvid import CAMVID_CLASSES, VOID
 from core.segmentation.data import camvid_names, enet_class_weights, load_camvid, sequence_index
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride
-from core.segmentation.train import selection
+from core.segmentation.train import selection, train_step
 from weights.registry import architecture, get_record
 
 #: The registered models this script trains (their builders put a decoder on the frozen VGG-19).
@@ -126,13 +125,8 @@ def train_frozen(args) -> dict:
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
                                    clock(), training.lr_minutes(args.time_limit, args.fixed_schedule))
             target = train_cache["labels"][idx].to(device).long()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-                logits = model.decode(_taps(train_cache, idx, device))
-            loss = F.cross_entropy(logits.float(), target, weight=weights, ignore_index=VOID)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
+            loss = train_step(model.decode, optimizer, _taps(train_cache, idx, device), target, weights, amp=args.amp)
+            total += float(loss) * len(idx)
         return {"loss": total / n}
 
     def evaluate(epoch: int) -> training.Evaluation:
