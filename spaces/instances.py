@@ -41,7 +41,7 @@ SUMMARY = (
 
 #: The lecture quotes Mask R-CNN at "about 5 frames per second" (200 ms per image, on a 2017 GPU).
 LECTURE_MS = 200
-#: Uploads are shrunk to this longest side: the detector works at 360 px short side anyway.
+#: Uploads are shrunk to this longest side: the detectors work at 540 (CamVid's) or 800 (COCO's) px short side anyway.
 DETECT_MAX_SIDE = 1280
 TABLE_HEADERS = ["#", "class", "score", "box x1, y1, x2, y2 (px)", "mask area (px)", "keypoints seen"]
 

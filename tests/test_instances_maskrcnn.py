@@ -79,7 +79,7 @@ def test_cached_feature_path_is_the_detector_itself():
     torch.manual_seed(0)
     model = maskrcnn_vgg19_camvid().eval()
     assert not any(k.startswith("backbone.encoder") for k in trained_state(model))
-    image = torch.rand(3, 90, 120)  # scaled by the transform to 360x480, CamVid's frame size
+    image = torch.rand(3, 90, 120)  # scaled by the transform to 540x720, as it scales a CamVid frame
     with torch.no_grad():
         full = model([image])[0]
         image_list, _ = model.transform([image])
@@ -107,9 +107,9 @@ def test_a_detector_runs_at_another_short_side_inside_and_at_its_own_after():
     with at_short_side(model, 180), torch.no_grad():
         assert model.transform([image])[0].image_sizes == [(180, 240)]  # 90 px -> 180 px, 120 -> 240 (under 320)
         assert model([image])[0]["masks"].shape[-2:] == (90, 120)  # answers come back at the input's size
-    assert model.transform.min_size == (360,) and model.transform.max_size == 640
+    assert model.transform.min_size == (540,) and model.transform.max_size == 960  # 16:9 of 540
     with at_short_side(model, None):
-        assert model.transform.min_size == (360,)
+        assert model.transform.min_size == (540,)
 
 
 def test_duplicates_across_classes_are_one_instance_by_hand():

@@ -247,9 +247,9 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
     )
     train_instances(args)
     cache = torch.load(tmp_path / "run" / "features.pt", weights_only=True)
-    # The detector's own size keeps the keys of earlier caches; 64x96 frames are encoded at 360x540 and 180x270.
-    assert set(cache) == {"train", "train_flip", "train@180", "train_flip@180"}
-    assert cache["train"]["sizes"][0] == (360, 540) and cache["train_flip@180"]["sizes"][0] == (180, 270)
+    # 64x96 frames are encoded at 360x540 and 180x270.
+    assert set(cache) == {"train@360", "train_flip@360", "train@180", "train_flip@180"}
+    assert cache["train@360"]["sizes"][0] == (360, 540) and cache["train_flip@180"]["sizes"][0] == (180, 270)
     assert cache["train@180"]["encoded"].shape[-2:] == (24, 36)  # 180x270 padded to 192x288 (32), at stride 8
     args.epochs = 2
     train_instances(args)  # a rerun continues

@@ -20,6 +20,7 @@ from pycocotools.cocoeval import COCOeval
 import weights
 from core import runtime
 from core.instances.camvid import instances_from_labels
+from core.instances.maskrcnn import SHORT_SIDE, max_side
 from core.segmentation.data import load_pairs, pair_files
 
 
@@ -100,7 +101,7 @@ def at_short_side(model, short_side: int | None):
     transform = model.transform
     before = transform.min_size, transform.max_size
     if short_side:
-        transform.min_size, transform.max_size = (short_side,), round(short_side * 16 / 9)
+        transform.min_size, transform.max_size = (short_side,), max_side(short_side)
     try:
         yield
     finally:
@@ -176,5 +177,5 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="only the first N frames")
     p.add_argument("--short-side", type=int, default=None,
-                   help="resize the frames to this short side instead of the detector's own (360 for CamVid's)")
+                   help=f"resize the frames to this short side instead of the detector's own ({SHORT_SIDE})")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

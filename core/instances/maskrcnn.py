@@ -8,8 +8,8 @@ slimmer than torchvision's COCO model (a 256-wide box MLP, two 128-channel mask 
 that they train on a CPU from cached encoder features and ship in a few MB.
 
 Input: a list of RGB tensors in [0, 1], any size; the transform scales each so its short
-side is 360 px (CamVid's frame height, capped at 640 px long side) and returns boxes and
-masks in the input's pixel coordinates.
+side is 540 px (1.5x CamVid's frame height; the long side capped at 16:9 of it, 960 px) and
+returns boxes and masks in the input's pixel coordinates.
 """
 
 from __future__ import annotations
@@ -33,8 +33,16 @@ from weights.registry import load_safetensors
 _CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 #: The encoder's one tap: the last ReLU before pool4, 512 channels at stride 8.
 TAP = "relu4_4"
-#: The transform's short side: CamVid's frame height, so its frames go in unscaled.
-SHORT_SIDE = 360
+#: The transform's short side: CamVid's frames (480x360) enlarged 1.5x. At stride 8 a pedestrian a few dozen pixels
+#: tall at 360 px covers only a few feature cells. Heads trained at 360 and 540 px and scored at 540 found the
+#: pedestrians of a held-out training sequence (0006R0) far better than heads trained and scored at 360 (mask AP50
+#: 23.5 vs 12.8; cars 28.8 vs 30.6), for 2.25x the encoder's work (README, "Mask R-CNN: which short side").
+SHORT_SIDE = 540
+
+
+def max_side(short_side: int) -> int:
+    """The transform's cap on the long side for a short side: 16:9 of it, so that a wide photo is not shrunk."""
+    return round(short_side * 16 / 9)
 
 
 class FrozenVGG19Stride8(nn.Module):
@@ -71,7 +79,7 @@ def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detectio
         backbone,
         num_classes=None,
         min_size=SHORT_SIDE,
-        max_size=640,
+        max_size=max_side(SHORT_SIDE),
         image_mean=[m / 255 for m in _CAFFE_MEAN_RGB],
         image_std=[1 / 255] * 3,
         rpn_anchor_generator=AnchorGenerator(sizes=((16, 32, 64, 128, 256),), aspect_ratios=((0.5, 1.0, 2.0),)),

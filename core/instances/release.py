@@ -16,7 +16,7 @@ import torch
 from core import runtime
 from core.instances import train
 from core.instances.evaluate import evaluate_model, percent, quality_check_score
-from core.instances.maskrcnn import SHORT_SIDE
+from core.instances.maskrcnn import SHORT_SIDE, max_side
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
 from weights.release import command_line
@@ -62,7 +62,7 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         "convs up to relu4_4 (stride 8), then a trained 1x1 conv to 256 channels with GroupNorm; one feature level, "
         "anchors 16-256 px x 3 aspect ratios; RoI Align 7x7 into a 256-wide two-layer box MLP, RoI Align 14x14 into "
         f"two 128-channel mask convs and a 28x28 mask per class. Short side scaled to {SHORT_SIDE} px (long side at "
-        "most 640).",
+        f"most {max_side(SHORT_SIDE)}; why this size: `SHORT_SIDE` in `core/instances/maskrcnn.py`).",
         "- **Initialisation**: encoder: the ImageNet VGG-19 (Caffe weights), **frozen**; everything else random "
         "(torchvision's defaults).",
         f"- **Data**: CamVid (SegNet's 480x360 version): {data}. CamVid labels classes, not objects, so an instance "

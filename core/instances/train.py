@@ -3,16 +3,15 @@
     python -m core.instances train --model maskrcnn-vgg19-camvid --data ../shared/data/camvid \
         --weights-dir ../shared/weights --epochs 30 --threads 2
 
-A VGG-19 forward to relu4_4 costs ~1.3 s per 480x360 frame on a 2-core CPU, so each frame
-(and its mirror image) is encoded once into ``<out>/features.pt`` (fp16, reused on resume);
-an epoch then costs only the trained layers. Each epoch sees every train frame once, mirrored
-with probability 1/2; with ``--sizes 360 540`` the frames are also encoded with their short side
-scaled to each size, and each batch is drawn at one of them (scale augmentation from cached
-features: small objects grow with the image); ``--eval-size`` is the short side the selection
-frames are scored at. SGD with momentum, linear warm-up then cosine decay; box and mask AP on
-val (or, with ``--holdout``, on a held-out training sequence) every ``--eval-every`` epochs, the
-best epoch chosen on the mean mask AP50 over the three classes (with ``--fixed-schedule``: none,
-the last epoch, val scored once after it). Resume, log and checkpoints:
+A VGG-19 forward to relu4_4 costs ~1.9 s per frame at the detector's 540 px short side on a 2-core CPU, so each
+frame (and its mirror image) is encoded once into ``<out>/features.pt`` (fp16, one entry per split, mirroring and
+short side, reused on resume); an epoch then costs only the trained layers. Each epoch sees every train frame once,
+mirrored with probability 1/2; with ``--sizes 360 540`` the frames are encoded with their short side scaled to each
+size, and each batch is drawn at one of them (scale augmentation from cached features: small objects grow with the
+image); ``--eval-size`` is the short side the selection frames are scored at. SGD with momentum, linear warm-up
+then cosine decay; box and mask AP on val (or, with ``--holdout``, on a held-out training sequence) every
+``--eval-every`` epochs, the best epoch chosen on the mean mask AP50 over the three classes (with
+``--fixed-schedule``: none, the last epoch, val scored once after it). Resume, log and checkpoints:
 :func:`core.training.fit`; a rerun of the same command always continues from ``last.pt``.
 """
 
@@ -32,7 +31,7 @@ from core.checkpoints import save_atomic
 from core.datasets.camvid import INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
 from core.instances.evaluate import at_short_side, coco_ap
-from core.instances.maskrcnn import trained_state
+from core.instances.maskrcnn import SHORT_SIDE, trained_state
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from weights.registry import architecture
 
@@ -97,10 +96,9 @@ def _load_split(model, args, split: str, flip: bool, short_side: int, log) -> di
     return {"encoded": encoded, "labels": labels, "sizes": sizes}
 
 
-def _cache_key(split: str, flip: bool, short_side: int, own: int) -> str:
-    """"train", "train_flip", "val" at the detector's own short side (the keys of caches from before --sizes);
-    "train@540" etc. at another."""
-    return f"{split}{'_flip' if flip else ''}{'' if short_side == own else f'@{short_side}'}"
+def _cache_key(split: str, flip: bool, short_side: int) -> str:
+    """"train@360", "train_flip@540", "val@540": a split, mirrored or not, encoded at a short side."""
+    return f"{split}{'_flip' if flip else ''}@{short_side}"
 
 
 def _with_targets(split: dict) -> dict:
@@ -131,23 +129,22 @@ def train(args) -> dict:
     model.backbone.encoder.load_pretrained("vgg19-caffe")
     model.to(device)
 
-    own = model.transform.min_size[0]
-    sizes, eval_size = args.sizes or [own], args.eval_size or own
+    sizes, eval_size = args.sizes or [SHORT_SIDE], args.eval_size or SHORT_SIDE
     cache_path = Path(args.out) / "features.pt"
     cache = torch.load(cache_path, weights_only=True) if cache_path.exists() else {}
     selection = ("train" if args.holdout else "val", False, eval_size)  # (split, mirrored, short side)
     wanted = [*(("train", flip, s) for s in sizes for flip in (False, True)), selection]
     splits = {}  # each cached split once, with its targets, however many roles it plays
     for split, flip, s in wanted:
-        key = _cache_key(split, flip, s, own)
+        key = _cache_key(split, flip, s)
         if key not in cache:
             cache[key] = _load_split(model, args, split, flip, s, lambda m, k=key: print(f"{k}: {m}", flush=True))
             save_atomic(cache, cache_path)
         if key not in splits:
             splits[key] = _with_targets(cache[key])
     # versions[size][mirrored]: every train frame, encoded at each training size, as it is and mirrored.
-    versions = [[splits[_cache_key("train", flip, s, own)] for flip in (False, True)] for s in sizes]
-    selection_split = splits[_cache_key(*selection, own)]
+    versions = [[splits[_cache_key("train", flip, s)] for flip in (False, True)] for s in sizes]
+    selection_split = splits[_cache_key(*selection)]
     if args.holdout:
         # As the segmentation trainers: a held-out training sequence (unmirrored) picks the epoch; val is for release.
         train_index, selection_index = sequence_index(camvid_names(args.data, "train", args.limit), args.holdout)
@@ -212,6 +209,6 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=int, default=100, help="steps of linear warm-up")
     p.add_argument("--eval-every", type=int, default=2)
     p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="SHORT_SIDE",
-                   help="train at these short sides, one drawn per batch (default: the detector's own, 360)")
+                   help=f"train at these short sides, one drawn per batch (default: the detector's own, {SHORT_SIDE})")
     p.add_argument("--eval-size", type=int, default=None, metavar="SHORT_SIDE",
-                   help="score the selection frames at this short side (default: the detector's own)")
+                   help=f"score the selection frames at this short side (default: the detector's own, {SHORT_SIDE})")

@@ -9,6 +9,7 @@ from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, Mask
 
 from core.datasets.camvid import INSTANCE_CLASSES
 from core.datasets.coco import COCO_CLASSES
+from core.instances.maskrcnn import SHORT_SIDE
 from weights.records.backbones import VGG19_CAFFE_FP16
 from weights.registry import ModelRecord, ProjectFile, UrlFile, register
 from weights.release import released
@@ -26,7 +27,7 @@ register(ModelRecord(
                 "frozen ImageNet VGG-19 up to relu4_4; RPN, box and mask heads trained by the project, fp16.",
     **released("maskrcnn-vgg19-camvid"),
     # The detector's own transform normalises (Caffe mean, 0-255, BGR inside the backbone).
-    input_size=(360, 480),
+    input_size=(SHORT_SIDE, SHORT_SIDE * 4 // 3),  # a CamVid frame as the transform scales it
     class_names=INSTANCE_CLASSES,
     # The engines run the frozen encoder only; the heads, RoI Align and NMS stay PyTorch fp32.
     engines=("openvino-bf16", "bf16", "openvino"),
