@@ -1,7 +1,7 @@
 """The Mask R-CNN weights the project ships score as their release recorded, on real val frames."""
 
 import weights
-from core.instances.evaluate import QUALITY_CHECK_FRAMES, quality_check_score
+from core.instances.evaluate import QUALITY_CHECK_FRAMES, at_short_side, quality_check_score
 from core.instances.maskrcnn import SHORT_SIDE
 from core.segmentation.data import load_camvid
 from weights.release import quality_check
@@ -30,5 +30,5 @@ def test_the_check_sees_the_detector_run_at_half_its_scale(shared, shared_weight
     """The transform shrinking frames to half its short side (pedestrians a few feature cells tall) leaves the
     one-point band."""
     model = weights.create(NAME)
-    model.transform.min_size = (SHORT_SIDE // 2,)
-    assert quality_check(NAME)["mask_AP50"] - _score(shared, model)["mask_AP50"] > 0.01
+    with at_short_side(model, SHORT_SIDE // 2):
+        assert quality_check(NAME)["mask_AP50"] - _score(shared, model)["mask_AP50"] > 0.01

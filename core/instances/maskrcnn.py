@@ -36,7 +36,8 @@ TAP = "relu4_4"
 #: The transform's short side: CamVid's frames (480x360) enlarged 1.5x. At stride 8 a pedestrian a few dozen pixels
 #: tall at 360 px covers only a few feature cells. Heads trained at 360 and 540 px and scored at 540 found the
 #: pedestrians of a held-out training sequence (0006R0) far better than heads trained and scored at 360 (mask AP50
-#: 23.5 vs 12.8; cars 28.8 vs 30.6), for 2.25x the encoder's work (README, "Mask R-CNN: which short side").
+#: 23.5 vs 12.8; cars 28.8 vs 30.6), for 2.25x the encoder's work (README: "CamVid Mask R-CNN: which
+#: short side, and which split chose what").
 SHORT_SIDE = 540
 
 
