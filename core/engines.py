@@ -22,11 +22,13 @@ import hashlib
 import importlib.util
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import shutil
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -159,19 +161,40 @@ def _export(module: nn.Module, example: torch.Tensor, stride: int) -> torch.expo
     return torch.export.export(module, (example,), dynamic_shapes=({0: batch, 2: stride * h, 3: stride * w},))
 
 
-def compile_inductor(module: nn.Module, example: torch.Tensor, *, stride: int, key: str):
-    """``module`` compiled ahead of time by Inductor for any batch and H, W multiple of ``stride``, as a .pt2
-    package under :func:`cache_dir` by ``key``: a restart loads it in milliseconds instead of compiling again
-    (about a minute)."""
-    path = cache_dir() / f"{key}.pt2"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")
-        # Freezing folds the weights into the compiled graph, so Inductor can pre-pack them for oneDNN.
-        torch._inductor.aoti_compile_and_package(_export(module, example, stride), package_path=str(tmp),
-                                                 inductor_configs={"freezing": True})
-        tmp.replace(path)
-    return torch._inductor.aoti_load_package(str(path))
+def _compile_package(module: nn.Module, example: torch.Tensor, stride: int, path: Path) -> None:
+    """One .pt2 package at ``path`` (written aside, then renamed: a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.pt2")
+    # Freezing folds the weights into the compiled graph, so Inductor can pre-pack them for oneDNN.
+    torch._inductor.aoti_compile_and_package(_export(module, example, stride), package_path=str(tmp),
+                                             inductor_configs={"freezing": True})
+    tmp.replace(path)
+
+
+def compile_inductor(jobs: dict[str, tuple[nn.Module, torch.Tensor, int]]) -> None:
+    """Each ``key: (module, example, stride)`` compiled ahead of time by Inductor for any batch and H, W multiple of
+    ``stride``, as a .pt2 package under :func:`cache_dir` by ``key``, unless it is there already: a restart loads
+    it in milliseconds instead of compiling again (about a minute each for ENet).
+
+    Inductor's code generation is single-threaded Python, so several packages compile side by side, each in a
+    child process (spawned: a forked child would inherit the parent's threads mid-flight), one per core; on two
+    cores ENet's two packages take about the time of one.
+    """
+    todo = {cache_dir() / f"{key}.pt2": job for key, job in jobs.items()}
+    todo = {path: job for path, job in todo.items() if not path.exists()}
+    workers = min(len(todo), os.cpu_count() or 1)
+    if workers < 2:
+        for path, job in todo.items():
+            _compile_package(*job, path)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(_compile_package, *job, path) for path, job in todo.items()]:
+            done.result()
+
+
+def load_inductor(key: str):
+    """The package :func:`compile_inductor` made for ``key``, ready to call."""
+    return torch._inductor.aoti_load_package(str(cache_dir() / f"{key}.pt2"))
 
 
 def convert_openvino(module: nn.Module, example: torch.Tensor, engine: str, *, stride: int, key: str):
@@ -195,6 +218,22 @@ def convert_openvino(module: nn.Module, example: torch.Tensor, engine: str, *, s
                                                       "PERFORMANCE_HINT": "LATENCY"})
 
 
+def _batch_of_two(example: torch.Tensor) -> torch.Tensor:
+    return example.expand(2, *example.shape[1:]).contiguous()  # export fixes a batch of 1 (see _export)
+
+
+def _digest(module: nn.Module, key: str) -> str:
+    return f"{key or type(module).__name__}-{_state_digest(module)}"
+
+
+def _inductor_job(module: nn.Module, engine: str, example: torch.Tensor, *, stride: int,
+                  key: str) -> tuple[str, tuple[nn.Module, torch.Tensor, int]]:
+    """(cache key, :func:`compile_inductor`'s job) for ``module`` under ``engine`` (``inductor`` or
+    ``inductor-bf16``)."""
+    traced = Bf16Autocast(module) if engine == "inductor-bf16" else module
+    return f"{_digest(module, key)}-{engine}-torch{torch.__version__}", (traced, _batch_of_two(example), stride)
+
+
 def accelerate(module: nn.Module, engine: str, example: torch.Tensor, *, stride: int = 32, key: str = "") -> nn.Module:
     """``module`` run by ``engine`` (``eager`` returns it unchanged). ``example``: an input of the working size."""
     if engine not in ENGINES:
@@ -203,15 +242,15 @@ def accelerate(module: nn.Module, engine: str, example: torch.Tensor, *, stride:
         return module
     if engine == "bf16":
         return Bf16Autocast(module)
-    batch = example.expand(2, *example.shape[1:]).contiguous()
-    digest = f"{key or type(module).__name__}-{_state_digest(module)}"
     if engine.startswith("inductor"):
-        key = f"{digest}-{engine}-torch{torch.__version__}"
-        traced = Bf16Autocast(module) if engine == "inductor-bf16" else module
-        return InductorModel(module, compile_inductor(traced, batch, stride=stride, key=key), engine)
+        key, job = _inductor_job(module, engine, example, stride=stride, key=key)
+        compile_inductor({key: job})
+        return InductorModel(module, load_inductor(key), engine)
+    batch = _batch_of_two(example)
     with torch.no_grad():
         returns_list = not isinstance(module(example[:1]), torch.Tensor)
-    key = f"{digest}-ov{_openvino_version().replace('/', '_')}"  # its version names a branch: releases/2026/4
+    # OpenVINO's version may name a branch: releases/2026/4.
+    key = f"{_digest(module, key)}-ov{_openvino_version().replace('/', '_')}"
     return OpenVINOModel(module, convert_openvino(module, batch, engine, stride=stride, key=key), engine, returns_list)
 
 
@@ -324,17 +363,34 @@ def _where(name: str, model: nn.Module):
 def _measure(name: str, model: nn.Module, candidates: list[str]) -> tuple[str, nn.Module]:
     """Time each candidate against fp32 on the model's working size; save the fastest's name and return it with
     its module (the part itself for fp32)."""
-    record, part, example, stride = _where(name, model)
-    built = {}
-    for engine in candidates:
-        try:
-            built[engine] = accelerate(part, engine, example, stride=stride, key=_key(name, record))
-        except Exception:  # noqa: BLE001 (a host whose compiler or converter fails: the other engines still count)
-            log.exception("%s: %s failed to build on this host; timing the others", name, engine)
+    _, part, example, _ = _where(name, model)
+    built = build(name, model, candidates)
     chosen, ms = fastest({"eager": part, **built}, example)
     _save_choice(name, chosen, ms)
     log.info("%s: %s chosen on this host (%s)", name, chosen, ", ".join(f"{e} {v:.0f} ms" for e, v in ms.items()))
     return chosen, built.get(chosen, part)
+
+
+def build(name: str, model: nn.Module, candidates: list[str]) -> dict[str, nn.Module]:
+    """Each engine of ``candidates`` that builds on this host, as a module for the record's part of ``model``.
+
+    The Inductor packages compile first, side by side (:func:`compile_inductor`); an engine whose compiler or
+    converter fails here is left out, with its error in the log, and the others still count.
+    """
+    record, part, example, stride = _where(name, model)
+    key = _key(name, record)
+    compiled = [e for e in candidates if e.startswith("inductor")]
+    try:
+        compile_inductor(dict(_inductor_job(part, e, example, stride=stride, key=key) for e in compiled))
+    except Exception:  # noqa: BLE001 (accelerate below tries each again, alone, and logs which one fails)
+        log.exception("%s: compiling %s side by side failed", name, ", ".join(compiled))
+    built = {}
+    for engine in candidates:
+        try:
+            built[engine] = accelerate(part, engine, example, stride=stride, key=key)
+        except Exception:  # noqa: BLE001 (a host whose compiler or converter fails: the other engines still count)
+            log.exception("%s: %s failed to build on this host; timing the others", name, engine)
+    return built
 
 
 def install(name: str, model: nn.Module, engine: str) -> nn.Module:

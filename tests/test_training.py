@@ -243,7 +243,7 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
         model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
         out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
         threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0", fixed_schedule=False,
-        sizes=[360, 180], eval_size=180,
+        sizes=[360, 180], eval_size=180, anchor_sizes=None,
     )
     train_instances(args)
     cache = torch.load(tmp_path / "run" / "features.pt", weights_only=True)
@@ -266,3 +266,21 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
     card = (tmp_path / "weights" / "cards" / "maskrcnn-vgg19-camvid.md").read_text()
     assert result["sha256"] in card and "held-out train sequence 0006R0" in card
     assert "at each short side of 360, 180 px" in card and "--sizes 360 180 --eval-size 180" in card
+
+
+def test_maskrcnn_trainer_tries_other_anchors_but_only_the_detectors_own_are_released(tiny_camvid, shared_weights,
+                                                                                      tmp_path):
+    args = SimpleNamespace(
+        model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
+        out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
+        threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0", fixed_schedule=False,
+        sizes=[180], eval_size=180, anchor_sizes=[16, 32, 64, 128, 256, 512],
+    )
+    train_instances(args)
+    heads = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    # Six sizes x three aspect ratios: the RPN scores 18 anchors per cell (the detector's own five give 15).
+    assert heads["model"]["rpn.head.cls_logits.weight"].shape[0] == 18
+    with pytest.raises(SystemExit, match=r"anchors \[16, 32, 64, 128, 256, 512\]"):
+        release_instances(tmp_path / "run" / "best.pt", tiny_camvid, limit=1, weights_dir=tmp_path / "weights",
+                          encoder_weights_dir=shared_weights)
+    assert not (tmp_path / "weights").exists()

@@ -198,11 +198,12 @@ def import_object(path: str) -> Callable:
     return getattr(importlib.import_module(module), attr)
 
 
-def architecture(name: str) -> nn.Module:
+def architecture(name: str, **overrides) -> nn.Module:
     """The model ``name`` with random weights, as its builder makes it (a frozen part stays frozen): what a
-    trainer starts from. ``create(name, pretrained=False)`` is the same, in eval mode with every gradient off."""
+    trainer starts from. ``create(name, pretrained=False)`` is the same, in eval mode with every gradient off.
+    ``overrides`` replace builder arguments (a trainer trying a variant of the architecture)."""
     record = get_record(name)
-    return import_object(record.builder)(**record.builder_kwargs)
+    return import_object(record.builder)(**{**record.builder_kwargs, **overrides})
 
 
 def create(name: str, *, device: torch.device | str | None = None, weights_dir=None, pretrained: bool = True):

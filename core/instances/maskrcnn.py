@@ -39,6 +39,8 @@ TAP = "relu4_4"
 #: 23.5 vs 12.8; cars 28.8 vs 30.6), for 2.25x the encoder's work (README: "CamVid Mask R-CNN: which
 #: short side, and which split chose what").
 SHORT_SIDE = 540
+#: The RPN's anchor sizes (px on the transformed image), each at aspect ratios 1:2, 1:1, 2:1, on the one feature level.
+ANCHOR_SIZES = (16, 32, 64, 128, 256)
 
 
 def max_side(short_side: int) -> int:
@@ -72,7 +74,8 @@ class FrozenVGG19Stride8(nn.Module):
         return self.head(self.encode(x))
 
 
-def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detections_per_image: int = 100) -> MaskRCNN:
+def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detections_per_image: int = 100,
+                          anchor_sizes: tuple[int, ...] = ANCHOR_SIZES) -> MaskRCNN:
     """The registry's builder; :func:`load_maskrcnn_vgg19_state` adds the VGG-19 weights to the shipped heads."""
     backbone = FrozenVGG19Stride8()
     c = backbone.out_channels
@@ -83,7 +86,7 @@ def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detectio
         max_size=max_side(SHORT_SIDE),
         image_mean=[m / 255 for m in _CAFFE_MEAN_RGB],
         image_std=[1 / 255] * 3,
-        rpn_anchor_generator=AnchorGenerator(sizes=((16, 32, 64, 128, 256),), aspect_ratios=((0.5, 1.0, 2.0),)),
+        rpn_anchor_generator=AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=((0.5, 1.0, 2.0),)),
         rpn_pre_nms_top_n_train=1000,
         rpn_post_nms_top_n_train=500,
         rpn_pre_nms_top_n_test=500,

@@ -16,7 +16,7 @@ import torch
 from core import runtime
 from core.instances import train
 from core.instances.evaluate import evaluate_model, percent, quality_check_score
-from core.instances.maskrcnn import SHORT_SIDE, max_side
+from core.instances.maskrcnn import ANCHOR_SIZES, SHORT_SIDE, max_side
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
 from weights.release import command_line
@@ -39,7 +39,7 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
     if args.get("fixed_schedule"):
         data = ("train (367 frames) for training; val (101 frames) chose nothing and was scored once, after the last "
                 "epoch, for the numbers below")
-        epochs = f"The last of a schedule of {run['best_epoch']} epochs fixed in advance (no epoch chosen on a score)"
+        epochs = f"The last of a schedule of {run['best_epoch']} epochs fixed in advance, no epoch chosen on a score"
     else:
         data = (f"train (367 frames) without sequence {holdout} for training, sequence {holdout} for model selection, "
                 "val (101 frames), scored once at release, for the numbers below" if holdout else
@@ -60,9 +60,10 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         "`--weights-dir`).",
         "- **Architecture**: torchvision's `MaskRCNN` on `FrozenVGG19Stride8` (`core/instances/maskrcnn.py`): VGG-19 "
         "convs up to relu4_4 (stride 8), then a trained 1x1 conv to 256 channels with GroupNorm; one feature level, "
-        "anchors 16-256 px x 3 aspect ratios; RoI Align 7x7 into a 256-wide two-layer box MLP, RoI Align 14x14 into "
-        f"two 128-channel mask convs and a 28x28 mask per class. Short side scaled to {SHORT_SIDE} px (long side at "
-        f"most {max_side(SHORT_SIDE)}; why this size: `SHORT_SIDE` in `core/instances/maskrcnn.py`).",
+        f"anchors {ANCHOR_SIZES[0]}-{ANCHOR_SIZES[-1]} px x 3 aspect ratios; RoI Align 7x7 into a 256-wide two-layer "
+        "box MLP, RoI Align 14x14 into two 128-channel mask convs and a 28x28 mask per class. Short side scaled to "
+        f"{SHORT_SIDE} px (long side at most {max_side(SHORT_SIDE)}; why this size: `SHORT_SIDE` in "
+        "`core/instances/maskrcnn.py`).",
         "- **Initialisation**: encoder: the ImageNet VGG-19 (Caffe weights), **frozen**; everything else random "
         "(torchvision's defaults).",
         f"- **Data**: CamVid (SegNet's 480x360 version): {data}. CamVid labels classes, not objects, so an instance "
@@ -73,7 +74,7 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         f"cached in fp16); each epoch sees every train frame once, mirrored with p = 1/2{drawn_text}. Losses of "
         f"torchvision's RPN, box and mask heads; SGD momentum 0.9, lr {args.get('lr'):g} with {args.get('warmup')} "
         f"warm-up steps then cosine decay, weight decay {args.get('weight_decay'):g}, batch {args.get('batch_size')}, "
-        f"on {args.get('threads')} CPU threads. {epochs} ({run.get('minutes', 0):.0f} min of training).",
+        f"on {args.get('threads')} CPU threads. {epochs}; {run.get('minutes', 0):.0f} min of training.",
         f"- **Command**: `{facts['train_command']}` (rerun it to resume from `last.pt`)",
         f"- **Release command** (export + val evaluation + this card + the facts its record reads, "
         f"`weights/cards/{name}.json`): `{facts['release_command']}`",
@@ -96,6 +97,10 @@ def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, 
     """Export ``checkpoint`` as the file of ``name``, score it on val (box and mask AP), write card and facts."""
     torch.set_num_threads(threads)
     record = get_record(name)
+    anchors = torch.load(checkpoint, map_location="cpu", weights_only=True)["args"].get("anchor_sizes")
+    if anchors and tuple(anchors) != ANCHOR_SIZES:  # a trial's heads: the builder (and the card) would not match
+        raise SystemExit(f"{checkpoint} was trained with anchors {anchors}, the detector has {list(ANCHOR_SIZES)}: "
+                         "change ANCHOR_SIZES in core/instances/maskrcnn.py first")
     val = load_camvid(data, "val", limit=limit)
 
     def score(model) -> tuple[dict, dict]:

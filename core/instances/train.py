@@ -31,7 +31,7 @@ from core.checkpoints import save_atomic
 from core.datasets.camvid import INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
 from core.instances.evaluate import at_short_side, coco_ap
-from core.instances.maskrcnn import SHORT_SIDE, trained_state
+from core.instances.maskrcnn import ANCHOR_SIZES, SHORT_SIDE, trained_state
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from weights.registry import architecture
 
@@ -125,7 +125,7 @@ def selection_score(ap: dict) -> float:
 
 def train(args) -> dict:
     device = training.start(args)
-    model = architecture(args.model)
+    model = architecture(args.model, **({"anchor_sizes": tuple(args.anchor_sizes)} if args.anchor_sizes else {}))
     model.backbone.encoder.load_pretrained("vgg19-caffe")
     model.to(device)
 
@@ -212,3 +212,5 @@ def add_arguments(p) -> None:
                    help=f"train at these short sides, one drawn per batch (default: the detector's own, {SHORT_SIDE})")
     p.add_argument("--eval-size", type=int, default=None, metavar="SHORT_SIDE",
                    help=f"score the selection frames at this short side (default: the detector's own, {SHORT_SIDE})")
+    p.add_argument("--anchor-sizes", type=int, nargs="+", default=None, metavar="PX",
+                   help=f"the RPN's anchor sizes (default: the detector's own, {' '.join(map(str, ANCHOR_SIZES))})")
