@@ -243,7 +243,7 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
         model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
         out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
         threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0", fixed_schedule=False,
-        sizes=[360, 180], eval_size=180, anchor_sizes=None,
+        sizes=[360, 180], eval_size=180, anchor_sizes=None, aspect_ratios=None,
     )
     train_instances(args)
     cache = torch.load(tmp_path / "run" / "features.pt", weights_only=True)
@@ -274,13 +274,13 @@ def test_maskrcnn_trainer_tries_other_anchors_but_only_the_detectors_own_are_rel
         model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
         out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
         threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0", fixed_schedule=False,
-        sizes=[180], eval_size=180, anchor_sizes=[16, 32, 64, 128, 256, 512],
+        sizes=[180], eval_size=180, anchor_sizes=[16, 32, 64, 128, 256, 512], aspect_ratios=[0.5, 1, 2, 3],
     )
     train_instances(args)
     heads = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
-    # Six sizes x three aspect ratios: the RPN scores 18 anchors per cell (the detector's own five give 15).
-    assert heads["model"]["rpn.head.cls_logits.weight"].shape[0] == 18
-    with pytest.raises(SystemExit, match=r"anchors \[16, 32, 64, 128, 256, 512\]"):
+    # Six sizes x four aspect ratios: the RPN scores 24 anchors per cell (the detector's own 5 x 3 give 15).
+    assert heads["model"]["rpn.head.cls_logits.weight"].shape[0] == 24
+    with pytest.raises(SystemExit, match=r"anchor_sizes': \(16, 32, 64, 128, 256, 512\), 'aspect_ratios': \(0.5, 1"):
         release_instances(tmp_path / "run" / "best.pt", tiny_camvid, limit=1, weights_dir=tmp_path / "weights",
                           encoder_weights_dir=shared_weights)
     assert not (tmp_path / "weights").exists()

@@ -2,10 +2,10 @@
 
 torchvision's ``MaskRCNN`` with a small backbone of our own: VGG-19 up to ``relu4_4``
 (stride 8, frozen, the ImageNet weights of the ``vgg19-caffe`` record) and a trained 1x1
-conv to 256 channels. One feature level, so one set of anchors (16-256 px, 3 aspect
-ratios) and RoI Align on it: 7x7 for the box head, 14x14 for the mask head. The heads are
-slimmer than torchvision's COCO model (a 256-wide box MLP, two 128-channel mask convs) so
-that they train on a CPU from cached encoder features and ship in a few MB.
+conv to 256 channels. One feature level, so one set of anchors (``ANCHOR_SIZES`` at each of
+``ASPECT_RATIOS``) and RoI Align on it: 7x7 for the box head, 14x14 for the mask head. The
+heads are slimmer than torchvision's COCO model (a 256-wide box MLP, two 128-channel mask
+convs) so that they train on a CPU from cached encoder features and ship in a few MB.
 
 Input: a list of RGB tensors in [0, 1], any size; the transform scales each so its short
 side is 540 px (1.5x CamVid's frame height; the long side capped at 16:9 of it, 960 px) and
@@ -39,8 +39,10 @@ TAP = "relu4_4"
 #: 23.5 vs 12.8; cars 28.8 vs 30.6), for 2.25x the encoder's work (README: "CamVid Mask R-CNN: which
 #: short side, and which split chose what").
 SHORT_SIDE = 540
-#: The RPN's anchor sizes (px on the transformed image), each at aspect ratios 1:2, 1:1, 2:1, on the one feature level.
+#: The RPN's anchors on the one feature level: each size (px on the transformed image) at each aspect ratio (height
+#: over width, torchvision's convention).
 ANCHOR_SIZES = (16, 32, 64, 128, 256)
+ASPECT_RATIOS = (0.5, 1.0, 2.0)
 
 
 def max_side(short_side: int) -> int:
@@ -75,7 +77,8 @@ class FrozenVGG19Stride8(nn.Module):
 
 
 def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detections_per_image: int = 100,
-                          anchor_sizes: tuple[int, ...] = ANCHOR_SIZES) -> MaskRCNN:
+                          anchor_sizes: tuple[int, ...] = ANCHOR_SIZES,
+                          aspect_ratios: tuple[float, ...] = ASPECT_RATIOS) -> MaskRCNN:
     """The registry's builder; :func:`load_maskrcnn_vgg19_state` adds the VGG-19 weights to the shipped heads."""
     backbone = FrozenVGG19Stride8()
     c = backbone.out_channels
@@ -86,7 +89,7 @@ def maskrcnn_vgg19_camvid(num_classes: int = len(INSTANCE_CLASSES) + 1, detectio
         max_size=max_side(SHORT_SIDE),
         image_mean=[m / 255 for m in _CAFFE_MEAN_RGB],
         image_std=[1 / 255] * 3,
-        rpn_anchor_generator=AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=((0.5, 1.0, 2.0),)),
+        rpn_anchor_generator=AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),)),
         rpn_pre_nms_top_n_train=1000,
         rpn_post_nms_top_n_train=500,
         rpn_pre_nms_top_n_test=500,

@@ -16,7 +16,7 @@ import torch
 from core import runtime
 from core.instances import train
 from core.instances.evaluate import evaluate_model, percent, quality_check_score
-from core.instances.maskrcnn import ANCHOR_SIZES, SHORT_SIDE, max_side
+from core.instances.maskrcnn import ANCHOR_SIZES, ASPECT_RATIOS, SHORT_SIDE, max_side
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
 from weights.release import command_line
@@ -60,8 +60,9 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         "`--weights-dir`).",
         "- **Architecture**: torchvision's `MaskRCNN` on `FrozenVGG19Stride8` (`core/instances/maskrcnn.py`): VGG-19 "
         "convs up to relu4_4 (stride 8), then a trained 1x1 conv to 256 channels with GroupNorm; one feature level, "
-        f"anchors {ANCHOR_SIZES[0]}-{ANCHOR_SIZES[-1]} px x 3 aspect ratios; RoI Align 7x7 into a 256-wide two-layer "
-        "box MLP, RoI Align 14x14 into two 128-channel mask convs and a 28x28 mask per class. Short side scaled to "
+        f"anchors {ANCHOR_SIZES[0]}-{ANCHOR_SIZES[-1]} px at aspect ratios (height/width) "
+        f"{', '.join(f'{r:g}' for r in ASPECT_RATIOS)}; RoI Align 7x7 into a 256-wide two-layer box MLP, RoI Align "
+        "14x14 into two 128-channel mask convs and a 28x28 mask per class. Short side scaled to "
         f"{SHORT_SIDE} px (long side at most {max_side(SHORT_SIDE)}; why this size: `SHORT_SIDE` in "
         "`core/instances/maskrcnn.py`).",
         "- **Initialisation**: encoder: the ImageNet VGG-19 (Caffe weights), **frozen**; everything else random "
@@ -97,10 +98,11 @@ def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, 
     """Export ``checkpoint`` as the file of ``name``, score it on val (box and mask AP), write card and facts."""
     torch.set_num_threads(threads)
     record = get_record(name)
-    anchors = torch.load(checkpoint, map_location="cpu", weights_only=True)["args"].get("anchor_sizes")
-    if anchors and tuple(anchors) != ANCHOR_SIZES:  # a trial's heads: the builder (and the card) would not match
-        raise SystemExit(f"{checkpoint} was trained with anchors {anchors}, the detector has {list(ANCHOR_SIZES)}: "
-                         "change ANCHOR_SIZES in core/instances/maskrcnn.py first")
+    trial = train.anchor_overrides(torch.load(checkpoint, map_location="cpu", weights_only=True)["args"])
+    own = {"anchor_sizes": ANCHOR_SIZES, "aspect_ratios": ASPECT_RATIOS}
+    if any(own[k] != v for k, v in trial.items()):  # a trial's heads: the builder (and the card) would not match
+        raise SystemExit(f"{checkpoint} was trained with anchors {trial}, the detector has {own}: change "
+                         "ANCHOR_SIZES / ASPECT_RATIOS in core/instances/maskrcnn.py first")
     val = load_camvid(data, "val", limit=limit)
 
     def score(model) -> tuple[dict, dict]:

@@ -31,7 +31,7 @@ from core.checkpoints import save_atomic
 from core.datasets.camvid import INSTANCE_CLASSES
 from core.instances.camvid import instances_from_labels
 from core.instances.evaluate import at_short_side, coco_ap
-from core.instances.maskrcnn import ANCHOR_SIZES, SHORT_SIDE, trained_state
+from core.instances.maskrcnn import ANCHOR_SIZES, ASPECT_RATIOS, SHORT_SIDE, trained_state
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from weights.registry import architecture
 
@@ -123,9 +123,14 @@ def selection_score(ap: dict) -> float:
     return sum(values) / len(values)
 
 
+def anchor_overrides(args: dict) -> dict:
+    """The builder arguments a trial's ``--anchor-sizes`` / ``--aspect-ratios`` replace (none: the detector's own)."""
+    return {k: tuple(args[k]) for k in ("anchor_sizes", "aspect_ratios") if args.get(k)}
+
+
 def train(args) -> dict:
     device = training.start(args)
-    model = architecture(args.model, **({"anchor_sizes": tuple(args.anchor_sizes)} if args.anchor_sizes else {}))
+    model = architecture(args.model, **anchor_overrides(vars(args)))
     model.backbone.encoder.load_pretrained("vgg19-caffe")
     model.to(device)
 
@@ -214,3 +219,6 @@ def add_arguments(p) -> None:
                    help=f"score the selection frames at this short side (default: the detector's own, {SHORT_SIDE})")
     p.add_argument("--anchor-sizes", type=int, nargs="+", default=None, metavar="PX",
                    help=f"the RPN's anchor sizes (default: the detector's own, {' '.join(map(str, ANCHOR_SIZES))})")
+    p.add_argument("--aspect-ratios", type=float, nargs="+", default=None, metavar="H/W",
+                   help=f"the RPN's anchor aspect ratios, height over width (default: the detector's own, "
+                        f"{' '.join(map(str, ASPECT_RATIOS))})")
