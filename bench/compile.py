@@ -26,13 +26,10 @@ import sys
 import weights
 from core import engines
 name, side_by_side = sys.argv[1], sys.argv[2] == "1"
-model = weights.create(name)
-record, part, example, stride = engines._where(name, model)
-jobs = [engines._inductor_job(part, e, example, stride=stride, key=engines._key(name, record))
-        for e in record.engines if e.startswith("inductor")]
+jobs = engines.inductor_jobs(name, weights.create(name), weights.get_record(name).engines)
 assert jobs, f"{name} lists no Inductor engine"
-for batch in ([jobs] if side_by_side else [[job] for job in jobs]):
-    engines.compile_inductor(dict(batch))
+for batch in ([jobs] if side_by_side else [{key: job} for key, job in jobs.items()]):
+    engines.compile_inductor(batch)
 print(len(jobs))
 """
 

@@ -379,11 +379,10 @@ def build(name: str, model: nn.Module, candidates: list[str]) -> dict[str, nn.Mo
     """
     record, part, example, stride = _where(name, model)
     key = _key(name, record)
-    compiled = [e for e in candidates if e.startswith("inductor")]
     try:
-        compile_inductor(dict(_inductor_job(part, e, example, stride=stride, key=key) for e in compiled))
+        compile_inductor(inductor_jobs(name, model, candidates))
     except Exception:  # noqa: BLE001 (accelerate below tries each again, alone, and logs which one fails)
-        log.exception("%s: compiling %s side by side failed", name, ", ".join(compiled))
+        log.exception("%s: compiling its Inductor engines side by side failed", name)
     built = {}
     for engine in candidates:
         try:
@@ -391,6 +390,14 @@ def build(name: str, model: nn.Module, candidates: list[str]) -> dict[str, nn.Mo
         except Exception:  # noqa: BLE001 (a host whose compiler or converter fails: the other engines still count)
             log.exception("%s: %s failed to build on this host; timing the others", name, engine)
     return built
+
+
+def inductor_jobs(name: str, model: nn.Module, candidates) -> dict[str, tuple[nn.Module, torch.Tensor, int]]:
+    """:func:`compile_inductor`'s jobs for the Inductor engines among ``candidates``, on the record's part of
+    ``model``."""
+    record, part, example, stride = _where(name, model)
+    return dict(_inductor_job(part, e, example, stride=stride, key=_key(name, record))
+                for e in candidates if e.startswith("inductor"))
 
 
 def install(name: str, model: nn.Module, engine: str) -> nn.Module:

@@ -238,13 +238,17 @@ def test_frozen_trainer_selects_on_a_held_out_sequence_without_encoding_val(tiny
     assert best["args"]["holdout"] == "0006R0" and not any(k.startswith("encoder.") for k in best["model"])
 
 
+def _maskrcnn_args(data, weights_dir, out, **changes) -> SimpleNamespace:
+    """The Mask R-CNN trainer's arguments for a one-epoch run on the tiny CamVid, holding out 0006R0."""
+    return SimpleNamespace(**{
+        "model": "maskrcnn-vgg19-camvid", "data": str(data), "weights_dir": str(weights_dir), "out": str(out),
+        "epochs": 1, "batch_size": 2, "lr": 0.01, "warmup": 1, "weight_decay": 1e-4, "eval_every": 1, "threads": 2,
+        "device": "cpu", "time_limit": None, "limit": None, "seed": 0, "holdout": "0006R0", "fixed_schedule": False,
+        "sizes": [180], "eval_size": 180, "anchor_sizes": None, "aspect_ratios": None, **changes})
+
+
 def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid, shared_weights, tmp_path):
-    args = SimpleNamespace(
-        model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
-        out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
-        threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0", fixed_schedule=False,
-        sizes=[360, 180], eval_size=180, anchor_sizes=None, aspect_ratios=None,
-    )
+    args = _maskrcnn_args(tiny_camvid, shared_weights, tmp_path / "run", sizes=[360, 180])
     train_instances(args)
     cache = torch.load(tmp_path / "run" / "features.pt", weights_only=True)
     # 64x96 frames are encoded at 360x540 and 180x270.
@@ -270,13 +274,8 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
 
 def test_maskrcnn_trainer_tries_other_anchors_but_only_the_detectors_own_are_released(tiny_camvid, shared_weights,
                                                                                       tmp_path):
-    args = SimpleNamespace(
-        model="maskrcnn-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights),
-        out=str(tmp_path / "run"), epochs=1, batch_size=2, lr=0.01, warmup=1, weight_decay=1e-4, eval_every=1,
-        threads=2, device="cpu", time_limit=None, limit=None, seed=0, holdout="0006R0", fixed_schedule=False,
-        sizes=[180], eval_size=180, anchor_sizes=[16, 32, 64, 128, 256, 512], aspect_ratios=[0.5, 1, 2, 3],
-    )
-    train_instances(args)
+    train_instances(_maskrcnn_args(tiny_camvid, shared_weights, tmp_path / "run",
+                                   anchor_sizes=[16, 32, 64, 128, 256, 512], aspect_ratios=[0.5, 1, 2, 3]))
     heads = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     # Six sizes x four aspect ratios: the RPN scores 24 anchors per cell (the detector's own 5 x 3 give 15).
     assert heads["model"]["rpn.head.cls_logits.weight"].shape[0] == 24
