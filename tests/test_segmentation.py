@@ -17,14 +17,14 @@ from core.datasets.camvid import CAMVID_CLASSES, VOID
 from core.segmentation.data import augment_batch, enet_class_weights, load_camvid
 from core.segmentation.enet import ENet, enet
 from core.segmentation.evaluate import evaluate_model
-from core.segmentation.fcn import FCN8s, bilinear_kernel, learned_upsampling
+from core.segmentation.fcn import FCN_TAPS, FCN8s, bilinear_kernel, learned_upsampling
 from core.segmentation.frozen_vgg19 import frozen_vgg19, load_frozen_vgg19_state
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride, run_padded
 from core.segmentation.predict import segment_logits
 from core.segmentation.segnet import SegNet, segnet_vgg19_frozen
 from core.segmentation.train import init_weights, train
-from core.segmentation.train_frozen import decoder_state, train_frozen
+from core.segmentation.train_frozen import decoder_state, gather, train_frozen
 from core.segmentation.unet import UNet
 from weights.registry import get_record, import_object
 from weights.resolve import resolve_extra
@@ -210,7 +210,7 @@ def test_fcn_bilinear_kernel_and_upsampling():
 
 
 def test_fcn8s_fuses_pool3_and_pool4_scores():
-    model = FCN8s(create_encoder("vgg19"), 11).eval()
+    model = FCN8s(create_encoder("vgg19", taps=FCN_TAPS), 11).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         base = model(x)
@@ -218,6 +218,9 @@ def test_fcn8s_fuses_pool3_and_pool4_scores():
         model.head.score_pool3.bias.fill_(1.0)  # a constant added at stride 8 must reach the output
         shifted = model(x)
     assert not torch.allclose(base, shifted)
+    # The block-end ReLUs end at stride 16: an FCN-8s on them would miss pool5.
+    with pytest.raises(ValueError, match="strides 8, 16, 32"):
+        FCN8s(create_encoder("vgg19"), 11)
 
 
 def test_unet_concatenates_skips_on_a_timm_encoder():
@@ -341,23 +344,35 @@ def test_frozen_vgg19_models_train_only_their_decoder_and_load_it_plus_the_encod
     assert torch.equal(model.state_dict()[key], shipped[key].float())
 
 
+def test_gather_reads_rows_of_splits_as_if_concatenated():
+    # Two splits of n = 2 frames; frame f of split k holds the value 10k + f in its one map and its labels.
+    splits = [{"taps": [torch.tensor([10.0 * k, 10.0 * k + 1]).half().view(2, 1, 1, 1)],
+               "labels": torch.tensor([10 * k, 10 * k + 1], dtype=torch.uint8).view(2, 1, 1)} for k in (0, 1)]
+    maps, labels = gather(splits, torch.tensor([3, 0, 2]), "cpu")
+    # Row 3 = frame 1 of split 1, row 0 = frame 0 of split 0, row 2 = frame 0 of split 1.
+    assert maps[0].flatten().tolist() == [11.0, 0.0, 10.0] and maps[0].dtype == torch.float32
+    assert labels.flatten().tolist() == [11, 0, 10] and labels.dtype == torch.int64
+
+
 @pytest.mark.parametrize("model", ["segnet-vgg19-camvid", "unet-vgg19-camvid"])
 def test_frozen_training_caches_taps_once_saves_only_the_decoder_and_resumes(model, shared, shared_weights, tmp_path):
     args = SimpleNamespace(
         model=model, data=str(shared / "data/camvid"), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=True,
         threads=1, device="cpu", resume=True, time_limit=None, limit=2, seed=0, holdout=None, fixed_schedule=False,
+        mirror=False,
     )
     train_frozen(args)
-    cache = torch.load(tmp_path / "cache" / "train-64x96-limit2.pt", weights_only=True)
+    cached = tmp_path / "cache" / "train-64x96-relu1_2.relu2_2.relu3_4.relu4_4.relu5_4-limit2.pt"
+    cache = torch.load(cached, weights_only=True)
     assert [tuple(t.shape) for t in cache["taps"]] == [(2, 64, 64, 96), (2, 128, 32, 48), (2, 256, 16, 24),
                                                        (2, 512, 8, 12), (2, 512, 4, 6)]
     assert cache["taps"][0].dtype == torch.float16 and cache["labels"].shape == (2, 64, 96)
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert best["model"] and not any(k.startswith("encoder.") for k in best["model"])  # the encoder is not saved
     args.epochs = 2
-    cache_time = (tmp_path / "cache" / "train-64x96-limit2.pt").stat().st_mtime
+    cache_time = cached.stat().st_mtime
     train_frozen(args)  # resumes at epoch 1 and reuses the cache
-    assert (tmp_path / "cache" / "train-64x96-limit2.pt").stat().st_mtime == cache_time
+    assert cached.stat().st_mtime == cache_time
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]

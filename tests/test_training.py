@@ -225,17 +225,32 @@ def test_maskrcnn_targets_follow_the_frame_to_its_encoded_size():
     assert targets_at(target, (4, 6), (4, 6)) is target
 
 
-def test_frozen_trainer_selects_on_a_held_out_sequence_without_encoding_val(tiny_camvid, shared_weights, tmp_path):
+def test_frozen_trainer_mirrors_selects_on_a_held_out_sequence_and_its_card_says_so(tiny_camvid, shared_weights,
+                                                                                   tmp_path):
     args = SimpleNamespace(
         model="fcn8s-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=False,
         threads=1, device="cpu", resume=True, time_limit=None, limit=None, seed=0, holdout="0006R0",
-        fixed_schedule=False,
+        fixed_schedule=False, mirror=True,
     )
     train_frozen(args)
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["train-64x96.pt"]
+    # FCN-8s's own cache: only the three pools it reads, for the frames and their mirror images; no val.
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert names == ["train-64x96-pool3.pool4.pool5.pt", "train_flip-64x96-pool3.pool4.pool5.pt"]
+    train, flip = (torch.load(tmp_path / "cache" / name, weights_only=True) for name in names)
+    assert [t.shape[1:] for t in train["taps"]] == [(256, 8, 12), (512, 4, 6), (512, 2, 3)]
+    assert torch.equal(flip["labels"], train["labels"].flip(-1))
+    # The mirror's maps are the encoder's on the mirrored frame, neither a copy nor a mirror of the frame's maps
+    # (VGG's filters are not mirror-symmetric).
+    pool5, pool5_flip = train["taps"][-1], flip["taps"][-1]
+    assert not torch.equal(pool5, pool5_flip) and not torch.equal(pool5, pool5_flip.flip(-1))
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert best["args"]["holdout"] == "0006R0" and not any(k.startswith("encoder.") for k in best["model"])
+    release_segmentation(tmp_path / "run" / "best.pt", "fcn8s-vgg19-camvid", tiny_camvid,
+                         weights_dir=tmp_path / "weights", encoder_weights_dir=shared_weights)
+    card = (tmp_path / "weights" / "cards" / "fcn8s-vgg19-camvid.md").read_text()
+    assert "mirror images (each epoch each frame or its mirror" in card and "--mirror" in card
+    assert "frames at 96x64 (480x360 scaled by 0.178), padded to 96x64" in card
 
 
 def _maskrcnn_args(data, weights_dir, out, **changes) -> SimpleNamespace:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.backbones.vgg import VGGEncoder
 from core.segmentation.frozen_vgg19 import frozen_vgg19
 
 
@@ -48,13 +47,14 @@ def learned_upsampling(channels: int, factor: int) -> nn.ConvTranspose2d:
 class FCN8sHead(nn.Module):
     """Everything of FCN-8s after the encoder: (pool3, pool4, pool5) -> BxCxHxW logits.
 
-    pool3: Bx``c3``xH/8xW/8, pool4: Bx``c4``xH/16xW/16, pool5: Bx``c4``xH/32xW/32.
+    pool3: Bx``c3``xH/8xW/8, pool4: Bx``c4``xH/16xW/16, pool5: Bx``c5``xH/32xW/32.
     """
 
-    def __init__(self, num_classes: int = 11, fc_channels: int = 1024, c3: int = 256, c4: int = 512):
+    def __init__(self, num_classes: int = 11, fc_channels: int = 1024, c3: int = 256, c4: int = 512,
+                 c5: int = 512):
         super().__init__()
         self.fc = nn.Sequential(
-            nn.Conv2d(c4, fc_channels, 3, padding=1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
+            nn.Conv2d(c5, fc_channels, 3, padding=1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
             nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
         )
         self.score_fr = nn.Conv2d(fc_channels, num_classes, 1)
@@ -74,8 +74,14 @@ class FCN8sHead(nn.Module):
         return self.up8(scores + self.score_pool3(pool3))               # stride 1
 
 
+#: What FCN-8s reads of VGG: the pools at strides 8, 16 and 32, and nothing shallower (so a frame's cached
+#: features are ~2.4 MB at 480x360, not the 45 MB of the five block-end ReLUs that SegNet and U-Net need).
+FCN_TAPS = ("pool3", "pool4", "pool5")
+
+
 class FCN8s(nn.Module):
-    """:class:`FCN8sHead` on a VGG encoder's five block-end taps, pooled as VGG pools them.
+    """:class:`FCN8sHead` on the last three maps of an encoder whose last three strides are 8, 16 and 32
+    (a VGG encoder tapped at :data:`FCN_TAPS`, or a timm ``features_only`` encoder).
 
     Input: what the encoder's weights expect (the frozen VGG-19: Caffe-normalised BGR), H, W multiples of 32;
     output: BxCxHxW logits.
@@ -83,15 +89,18 @@ class FCN8s(nn.Module):
 
     stride = 32
 
-    def __init__(self, encoder: VGGEncoder, num_classes: int = 11, fc_channels: int = 256):
+    def __init__(self, encoder: nn.Module, num_classes: int = 11, fc_channels: int = 256):
         super().__init__()
+        strides = encoder.feature_info.reduction()[-3:]
+        if strides != [8, 16, 32]:
+            raise ValueError(f"FCN-8s reads maps at strides 8, 16, 32; the encoder's last three are at {strides}")
         self.encoder = encoder
-        c3, c4 = encoder.feature_info.channels()[2:4]
-        self.head = FCN8sHead(num_classes, fc_channels, c3=c3, c4=c4)
+        c3, c4, c5 = encoder.feature_info.channels()[-3:]
+        self.head = FCN8sHead(num_classes, fc_channels, c3=c3, c4=c4, c5=c5)
 
-    def decode(self, taps: list[torch.Tensor]) -> torch.Tensor:
-        """The five block-end taps -> logits: VGG's pool3, pool4 and pool5 are the max-pooled last three."""
-        return self.head(*(self.encoder.pool(t) for t in taps[2:]))
+    def decode(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """The encoder's maps -> logits: the last three are pool3, pool4 and pool5."""
+        return self.head(*maps[-3:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encoder(x))
@@ -100,4 +109,4 @@ class FCN8s(nn.Module):
 def fcn8s_vgg19_frozen(num_classes: int = 11) -> FCN8s:
     """The registry's builder: only the head trains and ships
     (:func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder's weights)."""
-    return FCN8s(frozen_vgg19(), num_classes)
+    return FCN8s(frozen_vgg19(FCN_TAPS), num_classes)

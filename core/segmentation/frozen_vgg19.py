@@ -16,9 +16,10 @@ from core.backbones.vgg import STAGE_ENDS, VGGEncoder, pretrained_state
 from weights.registry import load_safetensors
 
 
-def frozen_vgg19() -> VGGEncoder:
-    """The shared encoder, random weights (:func:`load_frozen_vgg19_state` or ``load_pretrained`` add ImageNet's)."""
-    return create_encoder("vgg19", taps=STAGE_ENDS, frozen=True)
+def frozen_vgg19(taps: tuple[str, ...] = STAGE_ENDS) -> VGGEncoder:
+    """The shared encoder, random weights (:func:`load_frozen_vgg19_state` or ``load_pretrained`` add ImageNet's);
+    ``taps``: the maps a decoder reads (FCN-8s: only its three pools)."""
+    return create_encoder("vgg19", taps=taps, frozen=True)
 
 
 def load_frozen_vgg19_state(path, vgg19_path) -> dict[str, torch.Tensor]:

@@ -36,11 +36,11 @@ TRAINERS = {
 # The three networks on the frozen VGG-19 (train_frozen.py) share how they were initialised and trained.
 _FROZEN_INIT = ("encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **frozen** and not shipped (the record "
                 "names it as an extra file); {part}.")
-_FROZEN_TRAINING = ("the frozen encoder ran once per frame (its relu taps cached in fp16), then only the {part} was "
-                    "trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {{lr:g}} with polynomial "
-                    "decay over {{budget}}, weight decay {{weight_decay:g}}, batch {{batch_size}}, {{precision}}, "
-                    "no image augmentation (fixed features), on {{threads}} CPU thread(s).")
-_FROZEN_RESOLUTION = "frames resized to {crop_w}x{crop_h} (2/3 of 480x360), padded to 256x320 for the stride-32 encoder"
+_FROZEN_TRAINING = ("the frozen encoder ran once per frame (the maps the {part} reads cached in fp16), then only the "
+                    "{part} was trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {{lr:g}} with "
+                    "polynomial decay over {{budget}}, weight decay {{weight_decay:g}}, batch {{batch_size}}, "
+                    "{{precision}}, {{frozen_augmentation}}, on {{threads}} CPU thread(s).")
+_FROZEN_RESOLUTION = "frames at {crop_w}x{crop_h} ({frozen_size}), padded to {pad_w}x{pad_h} for the stride-32 encoder"
 
 
 def _frozen_card(architecture: str, init: str, part: str = "decoder") -> dict:
@@ -133,6 +133,11 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
                precision="bf16 autocast" if args.get("amp") else "fp32", init=args.get("init"),
                work_w=round(480 * scale), work_h=round(360 * scale),
+               pad_w=-(-w // train_frozen.STRIDE) * train_frozen.STRIDE,
+               pad_h=-(-h // train_frozen.STRIDE) * train_frozen.STRIDE,
+               frozen_size="CamVid's full size" if (w, h) == (480, 360) else f"480x360 scaled by {scale:.3g}",
+               frozen_augmentation=("mirror images (each epoch each frame or its mirror, p = 1/2, both encoded once)"
+                                    if args.get("mirror") else "no image augmentation (fixed features)"),
                budget="the time budget" if training.lr_minutes(args.get("time_limit"), args.get("fixed_schedule"))
                else f"{args.get('epochs')} epochs")
     bits = facts["palette_bits"]

@@ -4,11 +4,13 @@
         --weights-dir ../shared/weights --epochs 20 --amp --time-limit 90 --resume
 
 On a CPU a VGG-19 forward costs about a second per frame, so the encoder runs once per frame
-and its five relu taps are cached in fp16 (``<cache>/{train,val}.pt``, about 20 MB a frame at
-256x320, memory-mapped so that several runs share one copy). Each model's ``decode(taps)``
-then trains alone. No image augmentation (the features are fixed); ``--amp`` runs the decoder
-under bf16 autocast, which halves a CPU step on this machine's AVX-512-BF16 cores.
-Resume, log and checkpoints (decoder weights only): :func:`core.training.fit`.
+and the maps the model reads are cached in fp16 (``<cache>/{split}-{H}x{W}-{taps}.pt``, memory-mapped
+so that several runs share one copy): SegNet and U-Net read the five block-end ReLUs (about 20 MB a
+frame at 256x320, 45 MB at 384x480), FCN-8s only pool3-5 (2.4 MB at 384x480). Each model's
+``decode(maps)`` then trains alone. The features are fixed, so the only augmentation is ``--mirror``:
+every train frame's mirror image is encoded too, and each epoch sees each frame or its mirror (p = 1/2).
+``--amp`` runs the decoder under bf16 autocast, which halves a CPU step on this machine's AVX-512-BF16
+cores. Resume, log and checkpoints (decoder weights only): :func:`core.training.fit`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from weights.registry import architecture, get_record
 
 #: The registered models this script trains (their builders put a decoder on the frozen VGG-19).
 MODELS = ("fcn8s-vgg19-camvid", "segnet-vgg19-camvid", "unet-vgg19-camvid")
-STRIDE = 32  # the deepest stride of the three networks: one cache serves them all
+STRIDE = 32  # the deepest stride of the three networks: frames are padded alike for all
 
 
 @torch.no_grad()
@@ -54,15 +56,24 @@ def encode_split(encoder, record, data, *, batch_size: int = 4, log=print) -> di
     return {"taps": taps, "labels": labels}
 
 
+def cache_path(cache_dir: Path, split: str, taps: tuple[str, ...], size, limit: int | None = None) -> Path:
+    """``train-240x320-relu1_2.relu2_2....pt``: one file per split (``train_flip``: its mirror images), frame size
+    and set of encoder taps, so models that read the same maps share it and the others get their own."""
+    return Path(cache_dir) / f"{split}-{size[0]}x{size[1]}-{'.'.join(taps)}{f'-limit{limit}' if limit else ''}.pt"
+
+
 def load_cache(model, record, args, splits=("val", "train")) -> dict:
-    """{split: taps of ``args.size`` frames}, encoded on first use and memory-mapped after."""
+    """{split: the encoder's maps of ``args.size`` frames}, encoded on first use and memory-mapped after;
+    ``train_flip`` is the train split mirrored (frames and labels)."""
     cache_dir = Path(args.cache or Path(args.out) / "features")
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = {}
     for split in splits:
-        path = cache_dir / f"{split}-{args.size[0]}x{args.size[1]}{f'-limit{args.limit}' if args.limit else ''}.pt"
+        path = cache_path(cache_dir, split, model.encoder.taps, args.size, args.limit)
         if not path.exists():
-            data = load_camvid(args.data, split, size=tuple(args.size), limit=args.limit)
+            data = load_camvid(args.data, split.removesuffix("_flip"), size=tuple(args.size), limit=args.limit)
+            if split.endswith("_flip"):
+                data.images, data.labels = data.images.flip(-1), data.labels.flip(-1)
             encoded = encode_split(model.encoder, record, data, log=lambda m: print(f"{split}: {m}", flush=True))
             save_atomic(encoded, path)
             del encoded
@@ -70,8 +81,20 @@ def load_cache(model, record, args, splits=("val", "train")) -> dict:
     return cache
 
 
-def _taps(cache: dict, idx, device) -> list[torch.Tensor]:
-    return [t[idx].to(device).float() for t in cache["taps"]]
+def gather(splits: list[dict], rows: torch.Tensor, device) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """(maps, int64 labels) of ``rows`` of several cached splits of n frames each, as if concatenated: row r is
+    frame r % n of split r // n (with ``[train, train_flip]``, frame i or its mirror image i + n)."""
+    n = len(splits[0]["labels"])
+    part, frame = rows // n, rows % n
+    maps = [torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype) for t in splits[0]["taps"]]
+    labels = torch.empty((len(rows), *splits[0]["labels"].shape[1:]), dtype=splits[0]["labels"].dtype)
+    for k, split in enumerate(splits):
+        chosen = part == k
+        if chosen.any():
+            for level, cached in zip(maps, split["taps"]):
+                level[chosen] = cached[frame[chosen]]
+            labels[chosen] = split["labels"][frame[chosen]]
+    return [m.to(device).float() for m in maps], labels.to(device).long()
 
 
 @torch.no_grad()
@@ -83,10 +106,10 @@ def evaluate_decoder(model, cache, index: list[int] | None = None, *, batch_size
     index = torch.arange(len(cache["labels"])) if index is None else torch.as_tensor(index)
     conf = torch.zeros(len(CAMVID_CLASSES), len(CAMVID_CLASSES), dtype=torch.int64)
     for i in range(0, len(index), batch_size):
-        idx = index[i : i + batch_size]
+        maps, labels = gather([cache], index[i : i + batch_size], device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            pred = model.decode(_taps(cache, idx, device)).argmax(1).cpu()
-        conf += confusion_matrix(pred, cache["labels"][idx], len(CAMVID_CLASSES), VOID)
+            pred = model.decode(maps).argmax(1)
+        conf += confusion_matrix(pred.cpu(), labels.cpu(), len(CAMVID_CLASSES), VOID)
     return scores(conf)
 
 
@@ -101,8 +124,11 @@ def train_frozen(args) -> dict:
     model = architecture(args.model)  # trainable decoder, frozen encoder
     model.encoder.load_pretrained("vgg19-caffe")
     model.to(device)
-    cache = load_cache(model, record, args, splits=("train",) if args.holdout else ("val", "train"))
+    mirrored = ("train_flip",) if args.mirror else ()
+    splits = ("train", *mirrored) if args.holdout else ("val", "train", *mirrored)
+    cache = load_cache(model, record, args, splits=splits)
     train_cache = cache["train"]
+    train_splits = [train_cache, *(cache[m] for m in mirrored)]
     if args.holdout:
         # As in train.py: a held-out training sequence picks the epoch, the val split is scored at release only.
         train_index, selection_index = sequence_index(camvid_names(args.data, "train", args.limit), args.holdout)
@@ -114,19 +140,22 @@ def train_frozen(args) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     weights = enet_class_weights().to(device)
-    n = len(train_index)
+    n, frames = len(train_index), len(train_cache["labels"])
     steps_per_epoch = math.ceil(n / args.batch_size)
 
     def train_epoch(epoch: int, clock) -> dict:
-        order = train_index[torch.randperm(n, generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))]
+        g = torch.Generator().manual_seed(args.seed * 1000 + epoch)
+        order = train_index[torch.randperm(n, generator=g)]
+        if args.mirror:  # each frame or its mirror image, the row of train_flip
+            order = order + frames * (torch.rand(n, generator=g) < 0.5)
         total = 0.0
         for i in range(steps_per_epoch):
-            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
+            rows = order[i * args.batch_size : (i + 1) * args.batch_size]
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
                                    clock(), training.lr_minutes(args.time_limit, args.fixed_schedule))
-            target = train_cache["labels"][idx].to(device).long()
-            loss = train_step(model.decode, optimizer, _taps(train_cache, idx, device), target, weights, amp=args.amp)
-            total += float(loss) * len(idx)
+            maps, target = gather(train_splits, rows, device)
+            loss = train_step(model.decode, optimizer, maps, target, weights, amp=args.amp)
+            total += float(loss) * len(rows)
         return {"loss": total / n}
 
     def evaluate(epoch: int) -> training.Evaluation:
@@ -147,3 +176,5 @@ def add_arguments(p) -> None:
                                                  "(default <out>/features)")
     p.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
     p.add_argument("--amp", action="store_true", help="bf16 autocast for the decoder (CPU or CUDA)")
+    p.add_argument("--mirror", action="store_true", help="encode each train frame's mirror image too, and train on "
+                                                        "the frame or its mirror (p = 1/2) each epoch")

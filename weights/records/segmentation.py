@@ -13,8 +13,8 @@ _CAMVID = dict(
     task="segmentation",
     class_names=CAMVID_CLASSES,
     class_colors=CAMVID_COLORS,
-    # The frozen-VGG-19 models trained on 480x360 frames scaled by 2/3: inference fits any image into
-    # 320x240 first. ENet, cheap enough for CamVid's full 480x360, overrides it.
+    # SegNet and U-Net trained on 480x360 frames scaled by 2/3: inference fits any image into 320x240 first.
+    # ENet and FCN-8s, trained at CamVid's full 480x360, override it.
     input_size=(240, 320),
 )
 
@@ -32,7 +32,8 @@ register(ModelRecord(
 ))
 
 
-def _register_frozen_vgg19(name: str, builder: str, description: str, engines: tuple[str, ...]) -> None:
+def _register_frozen_vgg19(name: str, builder: str, description: str, engines: tuple[str, ...],
+                           input_size: tuple[int, int] = _CAMVID["input_size"]) -> None:
     """FCN-8s, SegNet and U-Net on the frozen ImageNet VGG-19: each ships only what it trained; the encoder
     is the vgg19-caffe file, resolved like any weights, and takes Caffe's input convention."""
     register(ModelRecord(
@@ -48,7 +49,7 @@ def _register_frozen_vgg19(name: str, builder: str, description: str, engines: t
         pixel_scale=255.0,
         mean=(103.939, 116.779, 123.68),
         std=(1.0, 1.0, 1.0),
-        **_CAMVID,
+        **{**_CAMVID, "input_size": input_size},
         engines=engines,
     ))
 
@@ -58,6 +59,7 @@ _register_frozen_vgg19(
     "FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
     "only the head is shipped (fp16), trained on CamVid by `python -m core.segmentation train-frozen`.",
     ("openvino-bf16", "openvino"),  # PyTorch's bf16 autocast changes 0.6 % of its labels
+    input_size=(360, 480),
 )
 
 _register_frozen_vgg19(
