@@ -81,7 +81,7 @@ FCN_TAPS = ("pool3", "pool4", "pool5")
 
 class FCN8s(nn.Module):
     """:class:`FCN8sHead` on the last three maps of an encoder whose last three strides are 8, 16 and 32
-    (a VGG encoder tapped at :data:`FCN_TAPS`, or a timm ``features_only`` encoder).
+    (a VGG encoder tapped at :data:`FCN_TAPS`).
 
     Input: what the encoder's weights expect (the frozen VGG-19: Caffe-normalised BGR), H, W multiples of 32;
     output: BxCxHxW logits.

@@ -1,10 +1,11 @@
 """The frozen ImageNet VGG-19 encoder that FCN-8s, SegNet and U-Net share when trained on a CPU budget.
 
-One encoder for the three (:func:`frozen_vgg19`): the five ReLU maps that VGG max-pools
-(relu1_2, relu2_2, relu3_4, relu4_4, relu5_4: 64..512 channels at strides 1..16), frozen,
-with the Caffe VGG-19 weights of the ``vgg19-caffe`` record. Training runs it once per frame
-and caches those taps (:mod:`core.segmentation.train_frozen`), one cache for all three
-networks; each network's ``decode(taps)`` is the part that trains, and the only part that ships.
+One encoder for the three (:func:`frozen_vgg19`), frozen, with the Caffe VGG-19 weights of the
+``vgg19-caffe`` record, tapped where each decoder reads it: SegNet and U-Net the five ReLU maps that
+VGG max-pools (relu1_2, relu2_2, relu3_4, relu4_4, relu5_4: 64..512 channels at strides 1..16),
+FCN-8s only pool3, pool4 and pool5. Training runs it once per frame and caches those taps
+(:mod:`core.segmentation.train_frozen`, one cache per set of taps); each network's ``decode(taps)``
+is the part that trains, and the only part that ships.
 """
 
 from __future__ import annotations
