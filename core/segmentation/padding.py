@@ -6,13 +6,19 @@ import torch
 import torch.nn.functional as F
 
 
+def padded_size(h: int, w: int, stride: int) -> tuple[int, int]:
+    """(H', W'): H and W rounded up to multiples of ``stride``, the size :func:`pad_to_stride` pads to."""
+    return h + (-h) % stride, w + (-w) % stride
+
+
 def pad_to_stride(x: torch.Tensor, stride: int, *, mode: str = "reflect") -> tuple[torch.Tensor, tuple[int, int]]:
     """BxCxHxW -> (BxCxH'xW', (H, W)) with H', W' the next multiples of ``stride`` (padding right/bottom).
 
     Reflection keeps the statistics at the border natural; inputs smaller than the pad fall back to replicate.
     """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
+    padded_h, padded_w = padded_size(h, w, stride)
+    ph, pw = padded_h - h, padded_w - w
     if ph or pw:
         if mode == "reflect" and (ph >= h or pw >= w):
             mode = "replicate"

@@ -22,6 +22,7 @@ from core.datasets.camvid import LECTURE_ORDER
 from core.segmentation import train, train_frozen
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from core.segmentation.evaluate import evaluate_model, quality_check_score
+from core.segmentation.padding import padded_size
 from weights.registry import get_record
 from weights.release import command_line, export_weights
 from weights.release import release as release_weights
@@ -126,6 +127,7 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
     iou_row = "| IoU | " + " | ".join(f"{100 * iou[c]:.1f}" for c in LECTURE_ORDER) + \
         f" | | **{100 * result['mIoU']:.1f}** | |"
     h, w = args.get("crop", (240, 320))
+    padded = padded_size(h, w, train_frozen.STRIDE)
     text = CARD_TEXT[name]
     scale = args.get("scale", 2 / 3)
     fmt = dict(lr=args.get("lr", 0), weight_decay=args.get("weight_decay", 0), batch_size=args.get("batch_size"),
@@ -133,8 +135,7 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
                precision="bf16 autocast" if args.get("amp") else "fp32", init=args.get("init"),
                work_w=round(480 * scale), work_h=round(360 * scale),
-               pad_w=-(-w // train_frozen.STRIDE) * train_frozen.STRIDE,
-               pad_h=-(-h // train_frozen.STRIDE) * train_frozen.STRIDE,
+               pad_h=padded[0], pad_w=padded[1],
                frozen_size="CamVid's full size" if (w, h) == (480, 360) else f"480x360 scaled by {scale:.3g}",
                frozen_augmentation=("mirror images (each epoch each frame or its mirror, p = 1/2, both encoded once)"
                                     if args.get("mirror") else "no image augmentation (fixed features)"),
