@@ -93,8 +93,8 @@ def set_budget_lr(optimizer, base: float, step: int, total_steps: int, elapsed_s
     progress = step / total_steps
     if time_limit_min:
         progress = max(progress, elapsed_s / (time_limit_min * 60))
-    for group in optimizer.param_groups:
-        group["lr"] = poly_lr(base, progress)
+    for group in optimizer.param_groups:  # lr_scale: a group that trains slower (a fine-tuned encoder)
+        group["lr"] = poly_lr(base, progress) * group.get("lr_scale", 1.0)
 
 
 @dataclass

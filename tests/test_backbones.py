@@ -59,3 +59,24 @@ def test_imagenet_weights_come_from_the_record_through_the_resolver(shared_weigh
     q8 = create_encoder("vgg19", taps=("relu4_4",)).load_pretrained("vgg19-caffe-q8")
     # The fp16 file is the 8-bit file's table lookup, rounded to fp16.
     assert torch.allclose(q8[25].weight, encoder[25].weight, rtol=1e-3, atol=1e-6)
+
+
+def test_forward_from_recomputes_the_taps_after_a_layer_from_the_tap_before_it():
+    encoder = VGGEncoder(("relu3_4", "pool4", "relu5_2", "pool5")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        taps = encoder(x)
+        # From conv5_1 on, out of the cached pool4 (the later taps given or not): the same four maps.
+        for given in (taps, taps[:2]):
+            again = encoder.forward_from(given, "conv5_1")
+            assert len(again) == 4 and all(torch.equal(a, t) for a, t in zip(again, taps))
+    with pytest.raises(ValueError, match="conv5_2"):
+        encoder.forward_from(taps, "conv5_2")  # relu5_1, the layer before it, is not a tap
+
+
+def test_unfreeze_from_lets_only_the_tail_train():
+    encoder = VGGEncoder(("pool5",), frozen=True)
+    tail = encoder.unfreeze_from("conv5_1")
+    assert len(tail) == 8  # conv5_1..conv5_4: weight and bias each
+    trainable = [i for i, layer in enumerate(encoder) for p in layer.parameters() if p.requires_grad]
+    assert sorted(set(trainable)) == [28, 30, 32, 34]

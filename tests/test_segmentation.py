@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from core.backbones import create_encoder
-from core.backbones.vgg import VGG19_LAYERS, vgg19_features
+from core.backbones.vgg import VGG19_LAYERS, pretrained_state, vgg19_features
 from core.datasets.camvid import CAMVID_CLASSES, VOID
 from core.segmentation.data import augment_batch, enet_class_weights, load_camvid
 from core.segmentation.enet import ENet, enet
@@ -22,11 +22,12 @@ from core.segmentation.frozen_vgg19 import frozen_vgg19, load_frozen_vgg19_state
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.padding import pad_to_stride, run_padded
 from core.segmentation.predict import segment_logits
+from core.segmentation.release import release
 from core.segmentation.segnet import SegNet, segnet_vgg19_frozen
 from core.segmentation.train import init_weights, train
-from core.segmentation.train_frozen import decoder_state, gather, train_frozen
+from core.segmentation.train_frozen import gather, train_frozen, trained_state
 from core.segmentation.unet import UNet
-from weights.registry import get_record, import_object
+from weights.registry import get_record, import_object, load_safetensors
 from weights.resolve import resolve_extra
 
 torch.set_num_threads(1)
@@ -332,7 +333,7 @@ def test_frozen_vgg19_models_train_only_their_decoder_and_load_it_plus_the_encod
     with torch.no_grad():
         assert run_padded(model, torch.randn(1, 3, 50, 70)).shape == (1, 11, 50, 70)
     # The shipped file holds only the decoder; the loader adds the VGG-19 encoder from vgg19-caffe.
-    shipped = {k: v.half() for k, v in decoder_state(model).items()}
+    shipped = {k: v.half() for k, v in trained_state(model).items()}
     assert shipped and not any(k.startswith("encoder.") for k in shipped)
     save_file(shipped, str(tmp_path / "decoder.safetensors"))
     state = load_frozen_vgg19_state(tmp_path / "decoder.safetensors", resolve_extra(record, 0))
@@ -360,7 +361,7 @@ def test_frozen_training_caches_taps_once_saves_only_the_decoder_and_resumes(mod
         model=model, data=str(shared / "data/camvid"), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=True,
         threads=1, device="cpu", resume=True, time_limit=None, limit=2, seed=0, holdout=None, fixed_schedule=False,
-        mirror=False,
+        mirror=False, tune_from=None, tune_lr_scale=0.1,
     )
     train_frozen(args)
     cached = tmp_path / "cache" / "train-64x96-relu1_2.relu2_2.relu3_4.relu4_4.relu5_4-limit2.pt"
@@ -376,3 +377,37 @@ def test_frozen_training_caches_taps_once_saves_only_the_decoder_and_resumes(mod
     assert cached.stat().st_mtime == cache_time
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert epochs == [0, 1]
+
+
+def test_fine_tuning_fcn8s_block5_trains_it_on_the_cached_pool4_ships_it_and_the_file_wins(shared, shared_weights,
+                                                                                           tmp_path):
+    args = SimpleNamespace(
+        model="fcn8s-vgg19-camvid", data=str(shared / "data/camvid"), weights_dir=str(shared_weights),
+        out=str(tmp_path / "run"), cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3,
+        weight_decay=0.0, amp=False, threads=1, device="cpu", resume=True, time_limit=None, limit=2, seed=0,
+        holdout=None, fixed_schedule=False, mirror=False, tune_from="conv5_1", tune_lr_scale=0.1,
+    )
+    train_frozen(args)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    saved = last["model"]
+    # Block 5 (conv5_1..conv5_4 = layers 28, 30, 32, 34) trains and is saved; the frozen layers before it are not.
+    encoder_keys = sorted(k for k in saved if k.startswith("encoder."))
+    assert encoder_keys == [f"encoder.{i}.{p}" for i in (28, 30, 32, 34) for p in ("bias", "weight")]
+    imagenet = pretrained_state("vgg19-caffe", weights_dir=shared_weights)
+    assert not torch.equal(saved["encoder.34.weight"], imagenet["34.weight"])  # it moved from ImageNet's weights
+    head_lr, tail_lr = (g["lr"] for g in last["optimizer"]["param_groups"])
+    assert tail_lr == pytest.approx(0.1 * head_lr) and head_lr > 0
+    # The cache holds the frozen encoder's maps only: fine-tuning block 5 leaves it valid.
+    assert (tmp_path / "cache" / "train-64x96-pool3.pool4.pool5-limit2.pt").exists()
+    # Shipped, the file's block 5 wins over the ImageNet weights the loader adds.
+    save_file({k: v.half() for k, v in saved.items()}, str(tmp_path / "fcn.safetensors"))
+    state = load_frozen_vgg19_state(tmp_path / "fcn.safetensors", resolve_extra(get_record(args.model), 0))
+    assert torch.equal(state["encoder.34.weight"], saved["encoder.34.weight"].half())
+    assert torch.equal(state["encoder.0.weight"], imagenet["0.weight"])
+    # The release ships block 5 in the file and its card says so.
+    release(tmp_path / "run" / "best.pt", args.model, shared / "data/camvid", limit=1, weights_dir=tmp_path / "w",
+            encoder_weights_dir=shared_weights)
+    assert "encoder.28.weight" in load_safetensors(tmp_path / "w" / "fcn8s-vgg19-camvid.safetensors")
+    card = (tmp_path / "w" / "cards" / "fcn8s-vgg19-camvid.md").read_text()
+    assert "except its layers from conv5_1 on, fine-tuned here and shipped in this file" in card
+    assert "and the encoder's layers from conv5_1 on (run on the cached map before them, at 0.1x" in card

@@ -231,7 +231,7 @@ def test_frozen_trainer_mirrors_selects_on_a_held_out_sequence_and_its_card_says
         model="fcn8s-vgg19-camvid", data=str(tiny_camvid), weights_dir=str(shared_weights), out=str(tmp_path / "run"),
         cache=str(tmp_path / "cache"), size=(64, 96), epochs=1, batch_size=2, lr=1e-3, weight_decay=0.0, amp=False,
         threads=1, device="cpu", resume=True, time_limit=None, limit=None, seed=0, holdout="0006R0",
-        fixed_schedule=False, mirror=True,
+        fixed_schedule=False, mirror=True, tune_from=None, tune_lr_scale=0.1,
     )
     train_frozen(args)
     # FCN-8s's own cache: only the three pools it reads, for the frames and their mirror images; no val.
@@ -251,6 +251,8 @@ def test_frozen_trainer_mirrors_selects_on_a_held_out_sequence_and_its_card_says
     card = (tmp_path / "weights" / "cards" / "fcn8s-vgg19-camvid.md").read_text()
     assert "mirror images (each epoch each frame or its mirror" in card and "--mirror" in card
     assert "frames at 96x64 (480x360 scaled by 0.178), padded to 96x64" in card
+    assert "**frozen** and not shipped (the record names it as an extra file); head" in card
+    assert "then only the head was trained" in card and "fine-tuned" not in card
 
 
 def _maskrcnn_args(data, weights_dir, out, **changes) -> SimpleNamespace:

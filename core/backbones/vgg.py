@@ -124,9 +124,31 @@ class VGGEncoder(nn.Sequential):
         self.load_state_dict(pretrained_state(weights, up_to=self.taps[-1], weights_dir=weights_dir))
         return self
 
+    def unfreeze_from(self, start: str) -> list[nn.Parameter]:
+        """Let the layers from ``start`` (``conv5_1``) on train again, to fine-tune the encoder's tail on the maps its
+        frozen part cached (:meth:`forward_from`); returns their parameters."""
+        params = [p for layer in list(self)[VGG19_LAYERS[start]:] for p in layer.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for index, layer in enumerate(self):
+        return self._run(x, 0, [])
+
+    def forward_from(self, taps: list[torch.Tensor], start: str) -> list[torch.Tensor]:
+        """This encoder's taps with those from layer ``start`` on computed again from the tap just before it:
+        a fine-tuned tail runs on what the frozen part cached. ``taps``: the encoder's taps (those from ``start``
+        on are ignored, and may be left out); the layer before ``start`` must be a tap (pool4 before conv5_1)."""
+        begin = VGG19_LAYERS[start]
+        kept = [tap for tap, name in zip(taps, self.taps) if VGG19_LAYERS[name] < begin]
+        if not kept or VGG19_LAYERS[self.taps[len(kept) - 1]] != begin - 1:
+            raise ValueError(f"the layer before {start} is not among this encoder's taps ({', '.join(self.taps)})")
+        return self._run(kept[-1], begin, kept)
+
+    def _run(self, x: torch.Tensor, begin: int, out: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Layers ``begin``.. on ``x``, appending each tap to ``out``."""
+        for index in range(begin, len(self)):
+            layer = self[index]
             x = layer(x)
             if index in self._tap_at:
                 # The ReLU after a conv works in place: a conv tap must be a copy or it would be rectified too.

@@ -5,7 +5,8 @@ One encoder for the three (:func:`frozen_vgg19`), frozen, with the Caffe VGG-19 
 VGG max-pools (relu1_2, relu2_2, relu3_4, relu4_4, relu5_4: 64..512 channels at strides 1..16),
 FCN-8s only pool3, pool4 and pool5. Training runs it once per frame and caches those taps
 (:mod:`core.segmentation.train_frozen`, one cache per set of taps); each network's ``decode(taps)``
-is the part that trains, and the only part that ships.
+is the part that trains, and the only part that ships, unless training fine-tunes the encoder's last layers
+too (``--tune-from``): they run on the cached tap before them, train, and ship in the model's file.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ def frozen_vgg19(taps: tuple[str, ...] = STAGE_ENDS) -> VGGEncoder:
 
 
 def load_frozen_vgg19_state(path, vgg19_path) -> dict[str, torch.Tensor]:
-    """The shipped file (every trained tensor, fp16) + ``encoder.*`` from ``vgg19_path``, the ImageNet VGG-19 file
-    the record names as its extra file (resolved from the same weights folder as ``path``)."""
-    state = load_safetensors(path)
+    """``encoder.*`` from ``vgg19_path``, the ImageNet VGG-19 file the record names as its extra file (resolved from
+    the same weights folder as ``path``), + the shipped file (every trained tensor, fp16): a fine-tuned tail of the
+    encoder is in the file, and the file's tensors win over ImageNet's."""
     encoder = pretrained_state("vgg19-caffe", up_to=STAGE_ENDS[-1], path=vgg19_path)
-    state.update({f"encoder.{k}": v for k, v in encoder.items()})
-    return state
+    return {**{f"encoder.{k}": v for k, v in encoder.items()}, **load_safetensors(path)}

@@ -36,11 +36,11 @@ TRAINERS = {
 
 # The three networks on the frozen VGG-19 (train_frozen.py) share how they were initialised and trained.
 _FROZEN_INIT = ("encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **frozen** and not shipped (the record "
-                "names it as an extra file); {part}.")
+                "names it as an extra file){{tuned_init}}; {part}.")
 _FROZEN_TRAINING = ("the frozen encoder ran once per frame (the maps the {part} reads cached in fp16), then only the "
-                    "{part} was trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {{lr:g}} with "
-                    "polynomial decay over {{budget}}, weight decay {{weight_decay:g}}, batch {{batch_size}}, "
-                    "{{precision}}, {{frozen_augmentation}}, on {{threads}} CPU thread(s).")
+                    "{part}{{tuned_part}} was trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam "
+                    "lr {{lr:g}} with polynomial decay over {{budget}}, weight decay {{weight_decay:g}}, "
+                    "batch {{batch_size}}, {{precision}}, {{frozen_augmentation}}, on {{threads}} CPU thread(s).")
 _FROZEN_RESOLUTION = "frames at {crop_w}x{crop_h} ({frozen_size}), padded to {pad_w}x{pad_h} for the stride-32 encoder"
 
 
@@ -130,6 +130,7 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
     padded = padded_size(h, w, train_frozen.STRIDE)
     text = CARD_TEXT[name]
     scale = args.get("scale", 2 / 3)
+    tune = args.get("tune_from")
     fmt = dict(lr=args.get("lr", 0), weight_decay=args.get("weight_decay", 0), batch_size=args.get("batch_size"),
                threads=args.get("threads", 1), scale=scale, crop_w=w, crop_h=h,
                scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
@@ -139,6 +140,10 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                frozen_size="CamVid's full size" if (w, h) == (480, 360) else f"480x360 scaled by {scale:.3g}",
                frozen_augmentation=("mirror images (each epoch each frame or its mirror, p = 1/2, both encoded once)"
                                     if args.get("mirror") else "no image augmentation (fixed features)"),
+               tuned_init=f", except its layers from {tune} on, fine-tuned here and shipped in this file" if tune
+               else "",
+               tuned_part=(f" and the encoder's layers from {tune} on (run on the cached map before them, at "
+                           f"{args.get('tune_lr_scale')}x the learning rate)") if tune else "",
                budget="the time budget" if training.lr_minutes(args.get("time_limit"), args.get("fixed_schedule"))
                else f"{args.get('epochs')} epochs")
     bits = facts["palette_bits"]
@@ -150,7 +155,8 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
         f"- **File**: `weights/{facts['file']}`, {facts['bytes'] / 1e6:.2f} MB, {_storage(bits)}, "
         f"sha256 `{facts['sha256']}`.",
         f"- **Architecture**: {text['architecture']}",
-        f"- **Initialisation**: {text['init']}" + (text["continued"].format(**fmt) if args.get("init") else ""),
+        f"- **Initialisation**: {text['init'].format(**fmt)}"
+        + (text["continued"].format(**fmt) if args.get("init") else ""),
         _data_line(args, data) + " The test split (233 frames) is not available here: these are val numbers, not "
         "comparable 1:1 with the papers' test table.",
         f"- **Resolution**: {text['resolution'].format(**fmt)}; inference fits any image into "

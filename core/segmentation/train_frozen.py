@@ -9,8 +9,10 @@ so that several runs share one copy): SegNet and U-Net read the five block-end R
 frame at 256x320, 45 MB at 384x480), FCN-8s only pool3-5 (2.4 MB at 384x480). Each model's
 ``decode(maps)`` then trains alone. The features are fixed, so the only augmentation is ``--mirror``:
 every train frame's mirror image is encoded too, and each epoch sees each frame or its mirror (p = 1/2).
+``--tune-from conv5_1`` fine-tunes the encoder's layers from there on as well (at ``--tune-lr-scale`` times the
+decoder's learning rate): they run each step on the cached tap before them (pool4), so the cache stays valid.
 ``--amp`` runs the decoder under bf16 autocast, which halves a CPU step on this machine's AVX-512-BF16
-cores. Resume, log and checkpoints (decoder weights only): :func:`core.training.fit`.
+cores. Resume, log and checkpoints (the trained weights only): :func:`core.training.fit`.
 """
 
 from __future__ import annotations
@@ -97,25 +99,36 @@ def gather(splits: list[dict], rows: torch.Tensor, device) -> tuple[list[torch.T
     return [m.to(device).float() for m in maps], labels.to(device).long()
 
 
+def cached_decode(model, tune_from: str | None = None):
+    """maps -> logits from the cached taps: ``model.decode``, after the encoder's layers from ``tune_from`` on
+    (when they are fine-tuned) computed again from the cached tap before them."""
+    if tune_from is None:
+        return model.decode
+    return lambda maps: model.decode(model.encoder.forward_from(maps, tune_from))
+
+
 @torch.no_grad()
-def evaluate_decoder(model, cache, index: list[int] | None = None, *, batch_size: int = 8, amp: bool = False) -> dict:
-    """Metrics of ``model.decode`` on cached taps (the frames ``index``, default all), at the cached (padded,
-    void-filled) label resolution."""
+def evaluate_decoder(model, cache, index: list[int] | None = None, *, batch_size: int = 8, amp: bool = False,
+                     tune_from: str | None = None) -> dict:
+    """Metrics of the model (:func:`cached_decode`) on cached taps (the frames ``index``, default all), at the
+    cached (padded, void-filled) label resolution."""
     model.eval()
     device = next(model.parameters()).device
     index = torch.arange(len(cache["labels"])) if index is None else torch.as_tensor(index)
     conf = torch.zeros(len(CAMVID_CLASSES), len(CAMVID_CLASSES), dtype=torch.int64)
+    decode = cached_decode(model, tune_from)
     for i in range(0, len(index), batch_size):
         maps, labels = gather([cache], index[i : i + batch_size], device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            pred = model.decode(maps).argmax(1)
+            pred = decode(maps).argmax(1)
         conf += confusion_matrix(pred.cpu(), labels.cpu(), len(CAMVID_CLASSES), VOID)
     return scores(conf)
 
 
-def decoder_state(model) -> dict[str, torch.Tensor]:
-    """What trains and ships: every tensor but the frozen encoder's."""
-    return {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+def trained_state(model) -> dict[str, torch.Tensor]:
+    """What trains and ships: every tensor but those of the encoder's frozen layers."""
+    frozen = {f"encoder.{k}" for k, p in model.encoder.named_parameters() if not p.requires_grad}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in frozen}
 
 
 def train_frozen(args) -> dict:
@@ -123,6 +136,7 @@ def train_frozen(args) -> dict:
     record = get_record(args.model)
     model = architecture(args.model)  # trainable decoder, frozen encoder
     model.encoder.load_pretrained("vgg19-caffe")
+    tuned = model.encoder.unfreeze_from(args.tune_from) if args.tune_from else []
     model.to(device)
     mirrored = ("train_flip",) if args.mirror else ()
     splits = ("train", *mirrored) if args.holdout else ("val", "train", *mirrored)
@@ -137,8 +151,10 @@ def train_frozen(args) -> dict:
         train_index, selection_cache, selection_index = list(range(len(train_cache["labels"]))), cache["val"], None
     train_index = torch.tensor(train_index)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    head = [p for p in model.parameters() if p.requires_grad and all(p is not t for t in tuned)]
+    groups = [{"params": head}] + ([{"params": tuned, "lr_scale": args.tune_lr_scale}] if tuned else [])
+    optimizer = torch.optim.Adam(groups, lr=args.lr, weight_decay=args.weight_decay)
+    decode = cached_decode(model, args.tune_from)
     weights = enet_class_weights().to(device)
     n, frames = len(train_index), len(train_cache["labels"])
     steps_per_epoch = math.ceil(n / args.batch_size)
@@ -154,18 +170,19 @@ def train_frozen(args) -> dict:
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
                                    clock(), training.lr_minutes(args.time_limit, args.fixed_schedule))
             maps, target = gather(train_splits, rows, device)
-            loss = train_step(model.decode, optimizer, maps, target, weights, amp=args.amp)
+            loss = train_step(decode, optimizer, maps, target, weights, amp=args.amp)
             total += float(loss) * len(rows)
         return {"loss": total / n}
 
     def evaluate(epoch: int) -> training.Evaluation:
-        return selection(evaluate_decoder(model, selection_cache, selection_index, amp=args.amp))
+        return selection(evaluate_decoder(model, selection_cache, selection_index, amp=args.amp,
+                                          tune_from=args.tune_from))
 
     # crop and scale: what the card reports of every segmentation run (here the fixed size the frames were encoded at).
     saved_args = {**vars(args), "crop": list(args.size), "scale": args.size[0] / 360}
     result = training.fit(model, optimizer, out=args.out, epochs=args.epochs, train_epoch=train_epoch,
                           evaluate=evaluate, args=saved_args, resume=args.resume,
-                          time_limit=args.time_limit, saved_state=decoder_state, fixed_schedule=args.fixed_schedule)
+                          time_limit=args.time_limit, saved_state=trained_state, fixed_schedule=args.fixed_schedule)
     return {"best_mIoU": result["best"]}
 
 
@@ -178,3 +195,7 @@ def add_arguments(p) -> None:
     p.add_argument("--amp", action="store_true", help="bf16 autocast for the decoder (CPU or CUDA)")
     p.add_argument("--mirror", action="store_true", help="encode each train frame's mirror image too, and train on "
                                                         "the frame or its mirror (p = 1/2) each epoch")
+    p.add_argument("--tune-from", default=None, metavar="LAYER",
+                   help="fine-tune the encoder from this VGG-19 layer on (conv5_1: block 5), run on the cached tap")
+    p.add_argument("--tune-lr-scale", type=float, default=0.1,
+                   help="the fine-tuned encoder layers' learning rate, as a fraction of the decoder's")
