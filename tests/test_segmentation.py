@@ -410,4 +410,5 @@ def test_fine_tuning_fcn8s_block5_trains_it_on_the_cached_pool4_ships_it_and_the
     assert "encoder.28.weight" in load_safetensors(tmp_path / "w" / "fcn8s-vgg19-camvid.safetensors")
     card = (tmp_path / "w" / "cards" / "fcn8s-vgg19-camvid.md").read_text()
     assert "except its layers from conv5_1 on, fine-tuned here and shipped in this file" in card
-    assert "and the encoder's layers from conv5_1 on (run on the cached map before them, at 0.1x" in card
+    assert ("head was trained, with the encoder's layers from conv5_1 on (run each step on the cached map before "
+            "them, at 0.1x") in card

@@ -38,7 +38,7 @@ TRAINERS = {
 _FROZEN_INIT = ("encoder: the ImageNet VGG-19 (Caffe weights, `vgg19-caffe`), **frozen** and not shipped (the record "
                 "names it as an extra file){{tuned_init}}; {part}.")
 _FROZEN_TRAINING = ("the frozen encoder ran once per frame (the maps the {part} reads cached in fp16), then only the "
-                    "{part}{{tuned_part}} was trained: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam "
+                    "{part} was trained{{tuned_part}}: class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam "
                     "lr {{lr:g}} with polynomial decay over {{budget}}, weight decay {{weight_decay:g}}, "
                     "batch {{batch_size}}, {{precision}}, {{frozen_augmentation}}, on {{threads}} CPU thread(s).")
 _FROZEN_RESOLUTION = "frames at {crop_w}x{crop_h} ({frozen_size}), padded to {pad_w}x{pad_h} for the stride-32 encoder"
@@ -142,8 +142,8 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                                     if args.get("mirror") else "no image augmentation (fixed features)"),
                tuned_init=f", except its layers from {tune} on, fine-tuned here and shipped in this file" if tune
                else "",
-               tuned_part=(f" and the encoder's layers from {tune} on (run on the cached map before them, at "
-                           f"{args.get('tune_lr_scale')}x the learning rate)") if tune else "",
+               tuned_part=(f", with the encoder's layers from {tune} on (run each step on the cached map before them, "
+                           f"at {args.get('tune_lr_scale')}x the learning rate)") if tune else "",
                budget="the time budget" if training.lr_minutes(args.get("time_limit"), args.get("fixed_schedule"))
                else f"{args.get('epochs')} epochs")
     bits = facts["palette_bits"]

@@ -151,8 +151,9 @@ def train_frozen(args) -> dict:
         train_index, selection_cache, selection_index = list(range(len(train_cache["labels"]))), cache["val"], None
     train_index = torch.tensor(train_index)
 
-    head = [p for p in model.parameters() if p.requires_grad and all(p is not t for t in tuned)]
-    groups = [{"params": head}] + ([{"params": tuned, "lr_scale": args.tune_lr_scale}] if tuned else [])
+    tuned_ids = {id(p) for p in tuned}
+    decoder = [p for p in model.parameters() if p.requires_grad and id(p) not in tuned_ids]
+    groups = [{"params": decoder}] + ([{"params": tuned, "lr_scale": args.tune_lr_scale}] if tuned else [])
     optimizer = torch.optim.Adam(groups, lr=args.lr, weight_decay=args.weight_decay)
     decode = cached_decode(model, args.tune_from)
     weights = enet_class_weights().to(device)
