@@ -252,7 +252,7 @@ def test_frozen_trainer_mirrors_selects_on_a_held_out_sequence_and_its_card_says
     assert "mirror images (each epoch each frame or its mirror" in card and "--mirror" in card
     assert "frames at 96x64 (480x360 scaled by 0.178), padded to 96x64" in card
     assert "**frozen** and not shipped (the record names it as an extra file); head" in card
-    assert "then only the head was trained" in card and "fine-tuned" not in card
+    assert "then only the head was trained:" in card and "fine-tuned here" not in card
 
 
 def _maskrcnn_args(data, weights_dir, out, **changes) -> SimpleNamespace:
