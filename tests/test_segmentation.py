@@ -397,7 +397,7 @@ def test_fine_tuning_fcn8s_block5_trains_it_on_the_cached_pool4_ships_it_and_the
     assert not torch.equal(saved["encoder.34.weight"], imagenet["34.weight"])  # it moved from ImageNet's weights
     head_lr, tail_lr = (g["lr"] for g in last["optimizer"]["param_groups"])
     assert tail_lr == pytest.approx(0.1 * head_lr) and head_lr > 0
-    # The cache holds the frozen encoder's maps only: fine-tuning block 5 leaves it valid.
+    # The cache is the untuned model's own file (pool3-5): block 5 runs on its pool4, so nothing is encoded anew.
     assert (tmp_path / "cache" / "train-64x96-pool3.pool4.pool5-limit2.pt").exists()
     # Shipped, the file's block 5 wins over the ImageNet weights the loader adds.
     save_file({k: v.half() for k, v in saved.items()}, str(tmp_path / "fcn.safetensors"))
