@@ -1,8 +1,11 @@
-"""Palettised weight files: per-channel k-means by hand, 4-bit packing, and a file that loads like any weights."""
+"""Palettised weight files: per-channel k-means by hand, 4-bit packing, a file that loads like any weights, and
+fine-tuned tensors stored as their change from pretrained ones."""
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
+from weights.delta import add_deltas, as_deltas
 from weights.palette import MIN_NUMEL, _pack4, _unpack4, depalettize, kmeans_rows, palettize
 from weights.registry import load_safetensors
 
@@ -45,3 +48,27 @@ def test_palettised_file_is_4x_smaller_and_loads_close_to_the_original(tmp_path)
     loaded8 = depalettize(palettize(state, bits=8))
     err8 = (loaded8["conv.weight"] - state["conv.weight"]).norm() / state["conv.weight"].norm()
     assert err4 < 0.15 and err8 < 0.02 and err8 < err4 / 5
+
+
+def test_deltas_by_hand_and_back():
+    base = {"a.weight": torch.tensor([[1.0, 2.0]]), "frozen.weight": torch.tensor([[5.0]])}
+    state = {"a.weight": torch.tensor([[1.25, 1.5]]), "head.weight": torch.tensor([[7.0]]), "n": torch.tensor(3)}
+    stored = as_deltas(state, base)
+    # Only what the base also has becomes a change (1.25 - 1, 1.5 - 2); the head and integers stay as they are.
+    assert set(stored) == {"a.weight.delta", "head.weight", "n"}
+    assert stored["a.weight.delta"].tolist() == [[0.25, -0.5]] and stored["head.weight"].tolist() == [[7.0]]
+    assert add_deltas(stored, base)["a.weight"].tolist() == [[1.25, 1.5]]
+    with pytest.raises(KeyError, match="frozen2.weight"):
+        add_deltas({"frozen2.weight.delta": torch.zeros(1, 1)}, base)
+
+
+def test_a_small_change_palettised_keeps_far_more_than_the_weights_palettised():
+    # A fine-tuned layer: pretrained weights moved by 7 % of their spread, as VGG-19's block 5 moves at 0.1x lr.
+    torch.manual_seed(0)
+    base = {"conv.weight": torch.randn(64, 64, 3, 3) * 0.01}
+    tuned = {"conv.weight": base["conv.weight"] + torch.randn(64, 64, 3, 3) * 0.0007}
+    plain = depalettize(palettize(tuned, bits=4))["conv.weight"]
+    via_delta = add_deltas(depalettize(palettize(as_deltas(tuned, base), bits=4)), base)["conv.weight"]
+    err_plain = (plain - tuned["conv.weight"]).norm()
+    err_delta = (via_delta - tuned["conv.weight"]).norm()
+    assert err_delta < err_plain / 10

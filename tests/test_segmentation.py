@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from core.backbones import create_encoder
@@ -27,6 +28,7 @@ from core.segmentation.segnet import SegNet, segnet_vgg19_frozen
 from core.segmentation.train import init_weights, train
 from core.segmentation.train_frozen import gather, train_frozen, trained_state
 from core.segmentation.unet import UNet
+from weights.palette import depalettize, palettize
 from weights.registry import get_record, import_object, load_safetensors
 from weights.resolve import resolve_extra
 
@@ -412,3 +414,26 @@ def test_fine_tuning_fcn8s_block5_trains_it_on_the_cached_pool4_ships_it_and_the
     assert "except its layers from conv5_1 on, fine-tuned here and shipped in this file" in card
     assert ("head was trained, with the encoder's layers from conv5_1 on (run each step on the cached map before "
             "them, at 0.1x") in card
+    # Re-stored from that released file (no checkpoint), 8-bit with block 5 as its change from ImageNet's weights,
+    # 4-bit: the file holds the changes, loading adds ImageNet's back, and the card names the release it came from.
+    first = json.loads((tmp_path / "w" / "cards" / "fcn8s-vgg19-camvid.json").read_text())
+    restored = release(tmp_path / "w" / "fcn8s-vgg19-camvid.safetensors", args.model, shared / "data/camvid", limit=1,
+                       weights_dir=tmp_path / "w4", encoder_weights_dir=shared_weights, palette_bits=8,
+                       delta_bits=4)
+    with safe_open(str(tmp_path / "w4" / "fcn8s-vgg19-camvid.safetensors"), "pt") as f:
+        assert "encoder.34.weight.delta.codes" in f.keys() and "encoder.34.weight.codes" not in f.keys()
+        assert f.get_tensor("encoder.34.weight.delta.palette").shape == (512, 16)  # 4-bit changes, 8-bit head
+        assert f.get_tensor("head.fc.0.weight.palette").shape == (256, 256)
+    shipped = load_frozen_vgg19_state(tmp_path / "w" / "fcn8s-vgg19-camvid.safetensors", resolve_extra(
+        get_record(args.model), 0))["encoder.34.weight"]
+    loaded = load_frozen_vgg19_state(tmp_path / "w4" / "fcn8s-vgg19-camvid.safetensors", resolve_extra(
+        get_record(args.model), 0))["encoder.34.weight"]
+    plain4 = depalettize(palettize({"w": shipped}, bits=4))["w"].float()
+    assert (loaded - shipped).norm() < (plain4 - shipped).norm() / 10
+    facts = json.loads((tmp_path / "w4" / "cards" / "fcn8s-vgg19-camvid.json").read_text())
+    assert facts["restored_from"] == first["sha256"] and facts["delta_bits"] == 4
+    assert restored["sha256"] != first["sha256"]
+    assert facts["run"] == first["run"] and facts["train_command"] == first["train_command"]
+    card = (tmp_path / "w4" / "cards" / "fcn8s-vgg19-camvid.md").read_text()
+    assert f"the file released as sha256 `{first['sha256']}`" in card
+    assert "stored as their change from the ImageNet weights, 4-bit palettised" in card and "--delta-bits 4" in card

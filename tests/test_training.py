@@ -287,6 +287,15 @@ def test_maskrcnn_trainer_holds_out_a_sequence_resumes_and_releases(tiny_camvid,
     card = (tmp_path / "weights" / "cards" / "maskrcnn-vgg19-camvid.md").read_text()
     assert result["sha256"] in card and "held-out train sequence 0006R0" in card
     assert "at each short side of 360, 180 px" in card and "--sizes 360 180 --eval-size 180" in card
+    # The released file, re-stored 8-bit without its checkpoint: smaller, the same run on its card, which names it.
+    restored = release_instances(tmp_path / "weights" / "maskrcnn-vgg19-camvid.safetensors", tiny_camvid, limit=1,
+                                 weights_dir=tmp_path / "w8", encoder_weights_dir=shared_weights, palette_bits=8)
+    facts8 = json.loads((tmp_path / "w8" / "cards" / "maskrcnn-vgg19-camvid.json").read_text())
+    assert restored["bytes"] < 0.6 * result["bytes"] and facts8["restored_from"] == result["sha256"]
+    assert facts8["run"] == facts["run"] and facts8["train_command"] == facts["train_command"]
+    card8 = (tmp_path / "w8" / "cards" / "maskrcnn-vgg19-camvid.md").read_text()
+    assert "8-bit palettised (256 fp16 values per output channel" in card8 and "--palette-bits 8" in card8
+    assert f"the file released as sha256 `{result['sha256']}`" in card8
 
 
 def test_maskrcnn_trainer_tries_other_anchors_but_only_the_detectors_own_are_released(tiny_camvid, shared_weights,

@@ -23,8 +23,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from weights.delta import SUFFIX, as_deltas
 from weights.palette import palettize
-from weights.registry import create, get_record, load_state
+from weights.registry import create, get_record, load_safetensors, load_state
 from weights.resolve import resolve_extra
 
 #: Where the project's own weights, cards and facts live (a release may write elsewhere, e.g. in a test).
@@ -59,21 +60,77 @@ def _fits_fp16(v: torch.Tensor) -> bool:
     return v.is_floating_point() and bool(v.abs().max() <= torch.finfo(torch.float16).max)
 
 
-def export_weights(checkpoint, out, palette_bits: int = 0) -> dict:
-    """best.pt -> fp16 safetensors (BN statistics and PReLU slopes included), or with ``palette_bits`` 4 or 8 the
-    large weights palettised (:mod:`weights.palette`) and the rest fp16; returns the file's sha256 and size, and the
+def read_checkpoint(checkpoint) -> dict:
+    """A ``best.pt`` of :func:`core.training.fit`, or a weight file a release wrote (``<name>.safetensors``, its facts
+    in ``cards/<name>.json`` beside it, as in ``weights/``): storing a released model another way (8-bit, say)
+    needs no checkpoint. The file's tensors are what its model loads (an older release: ``git show``); its facts
+    give the epoch, the selection scores, the recipe and the run, and ``restored_from`` its sha256."""
+    path = Path(checkpoint)
+    if path.suffix != ".safetensors":
+        return torch.load(path, map_location="cpu", weights_only=True)
+    facts = json.loads((path.parent / "cards" / f"{path.stem}.json").read_text())
+    state = load_safetensors(path)
+    if any(k.endswith(SUFFIX) for k in state):
+        raise SystemExit(f"{path} stores tensors as changes from pretrained weights: re-store its checkpoint instead")
+    return {"model": state, "epoch": facts["metrics"]["epochs"] - 1, "val": facts["checkpoint_val"],
+            "args": facts["recipe"], "run": facts["run"], "restored_from": facts["sha256"]}
+
+
+def export_weights(checkpoint, out, palette_bits: int = 0, delta_base: dict | None = None,
+                   delta_bits: int = 0) -> dict:
+    """best.pt (or a released file: :func:`read_checkpoint`) -> fp16 safetensors (BN statistics and PReLU slopes
+    included), or with ``palette_bits`` 4 or 8 the large weights palettised (:mod:`weights.palette`) and the rest
+    fp16. ``delta_base``: pretrained tensors the model fine-tuned; those are stored as their change from them
+    (:mod:`weights.delta`), palettised at ``delta_bits`` (0: fp16). Returns the file's sha256 and size, and the
     checkpoint's epoch, selection metrics and training arguments."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(checkpoint)
     state = {k: v for k, v in ckpt["model"].items() if not k.endswith("num_batches_tracked")}
+    changes = {}
+    if delta_base is not None:
+        state = as_deltas(state, delta_base)
+        changes = {k: state.pop(k) for k in [k for k in state if k.endswith(SUFFIX)]}
+        if delta_bits:
+            changes = palettize(changes, delta_bits)
     if palette_bits:
         state = palettize(state, palette_bits)
+    state.update(changes)
     state = {k: (v.half() if _fits_fp16(v) else v).contiguous() for k, v in state.items()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out))
     return {"out": str(out), "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "bytes": out.stat().st_size,
-            "palette_bits": palette_bits, "epoch": ckpt.get("epoch"), "val": ckpt.get("val", {}),
-            "args": ckpt.get("args") or {}}
+            "palette_bits": palette_bits, "delta_bits": delta_bits if delta_base is not None else None,
+            "epoch": ckpt.get("epoch"), "val": ckpt.get("val", {}), "args": ckpt.get("args") or {},
+            "run": ckpt.get("run"), "restored_from": ckpt.get("restored_from")}
+
+
+def storage_text(bits: int, short: bool = False, delta_bits: int | None = None) -> str:
+    """How a released file stores its weights, for its card (``delta_bits``: fine-tuned layers stored as changes,
+    :mod:`weights.delta`, palettised at that many bits, 0 for fp16; None: no such layers)."""
+    if not bits:
+        text = "fp16" if short else "fp16 safetensors"
+    elif short:
+        text = f"{bits}-bit palettised"
+    else:
+        text = (f"safetensors with every large weight {bits}-bit palettised ({2 ** bits} fp16 values per output "
+                "channel, 1-D k-means; `weights/palette.py`) and the rest fp16 (fp32 where a value exceeds fp16's "
+                "range)")
+    if delta_bits is not None:
+        as_stored = f"{delta_bits}-bit palettised" if delta_bits else "fp16"
+        text += (f", fine-tuned layers as {as_stored} changes from ImageNet's" if short else
+                 f"; the fine-tuned encoder layers are stored as their change from the ImageNet weights, {as_stored} "
+                 "(`weights/delta.py`), which loading adds back")
+    return text
+
+
+def restored_line(facts: dict) -> list[str]:
+    """The card's line for a file re-stored from an earlier release (:func:`read_checkpoint`), else none."""
+    if not facts.get("restored_from"):
+        return []
+    return [f"- **Re-stored**: these weights are those of the file released as sha256 `{facts['restored_from']}` "
+            "(the same training run, its recipe and run below), stored as this file says and scored again; the "
+            "release command reads that file and its facts from a folder laid out like `weights/` (from the commit "
+            "that shipped it: `git show`)."]
 
 
 def command_line(prog: str, add_arguments: Callable, args: dict) -> str:
@@ -121,8 +178,10 @@ def run_summary(checkpoint, epoch: int) -> dict:
 
 def release(name: str, checkpoint, *, trainer: tuple[str, Callable], release_command: str,
             score: Callable[[nn.Module], tuple[dict, dict]], card: Callable[[dict, dict], str],
-            weights_dir=None, palette_bits: int = 0, operator_weights_dir=None) -> dict:
-    """Ship ``checkpoint`` (a ``best.pt`` of :func:`core.training.fit`) as the registered model ``name``.
+            weights_dir=None, palette_bits: int = 0, operator_weights_dir=None,
+            delta_base: Callable[[list], dict] | None = None, delta_bits: int = 0) -> dict:
+    """Ship ``checkpoint`` (a ``best.pt`` of :func:`core.training.fit`, or a released file: :func:`read_checkpoint`)
+    as the registered model ``name``.
 
     Exports it to the record's file in ``weights_dir`` (default the project's ``weights/``), loads that file
     into the record's architecture as the app will, and scores it: ``score(model) -> (metrics, details)``,
@@ -131,13 +190,15 @@ def release(name: str, checkpoint, *, trainer: tuple[str, Callable], release_com
     (``card(facts, details)``) and ``cards/<name>.json`` (the facts). ``trainer``: the training command's
     program and its ``add_arguments``, to rebuild the command from the checkpoint's saved arguments.
     ``operator_weights_dir``: where the record's extra files are (a frozen encoder's ImageNet weights), as the
-    app's ``--weights-dir``. Returns the facts.
+    app's ``--weights-dir``. ``delta_base(extras)``: the pretrained tensors that fine-tuned ones are stored as changes
+    from (:mod:`weights.delta`), from the record's extra files, palettised at ``delta_bits``. Returns the facts.
     """
     record = get_record(name)
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
-    exported = export_weights(checkpoint, weights_dir / record.source.filename, palette_bits)
-    model = create(name, pretrained=False)
     extras = [resolve_extra(record, i, weights_dir=operator_weights_dir) for i in range(len(record.extra_files))]
+    exported = export_weights(checkpoint, weights_dir / record.source.filename, palette_bits,
+                              delta_base(extras) if delta_base else None, delta_bits)
+    model = create(name, pretrained=False)
     model.load_state_dict(load_state(record, exported["out"], extras), strict=True)
     metrics, details = score(model)
     metrics["epochs"] = exported["epoch"] + 1  # the best epoch, 1-based: every record's metrics say it
@@ -149,14 +210,17 @@ def release(name: str, checkpoint, *, trainer: tuple[str, Callable], release_com
         "file": record.source.filename,
         "bytes": exported["bytes"],
         "palette_bits": palette_bits,
+        "delta_bits": exported["delta_bits"],
         "sha256": exported["sha256"],
         "metrics": metrics,
         "checkpoint_val": {k: v for k, v in exported["val"].items() if k != "confusion"},
-        "run": run_summary(checkpoint, exported["epoch"]),
+        "run": exported["run"] or run_summary(checkpoint, exported["epoch"]),
         "recipe": recipe,
         "train_command": command_line(prog, add_arguments, recipe),
         "release_command": release_command,
     }
+    if exported["restored_from"]:
+        facts["restored_from"] = exported["restored_from"]
     if "quality_check" in details:
         facts["quality_check"] = details["quality_check"]
     facts = json.loads(json.dumps(facts, default=str))  # what the record will read back: tuples become lists

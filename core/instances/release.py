@@ -19,7 +19,7 @@ from core.instances.evaluate import evaluate_model, percent, quality_check_score
 from core.instances.maskrcnn import ANCHOR_SIZES, ASPECT_RATIOS, SHORT_SIDE, max_side
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
-from weights.release import command_line
+from weights.release import command_line, read_checkpoint, restored_line, storage_text
 from weights.release import release as release_weights
 
 PROG = "python -m core.instances"
@@ -55,9 +55,10 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         "",
         record.description,
         "",
-        f"- **File**: `weights/{facts['file']}`, {facts['bytes'] / 1e6:.2f} MB, fp16 safetensors, "
-        f"sha256 `{facts['sha256']}`; the frozen encoder is the `vgg19-caffe` file (not shipped, resolved from "
-        "`--weights-dir`).",
+        f"- **File**: `weights/{facts['file']}`, {facts['bytes'] / 1e6:.2f} MB, sha256 `{facts['sha256']}`: "
+        f"{storage_text(facts['palette_bits'])}; the frozen encoder is the `vgg19-caffe` file (not shipped, resolved "
+        "from `--weights-dir`).",
+        *restored_line(facts),
         "- **Architecture**: torchvision's `MaskRCNN` on `FrozenVGG19Stride8` (`core/instances/maskrcnn.py`): VGG-19 "
         "convs up to relu4_4 (stride 8), then a trained 1x1 conv to 256 channels with GroupNorm; one feature level, "
         f"anchors {ANCHOR_SIZES[0]}-{ANCHOR_SIZES[-1]} px at aspect ratios (height/width) "
@@ -80,7 +81,8 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
         f"- **Release command** (export + val evaluation + this card + the facts its record reads, "
         f"`weights/cards/{name}.json`): `{facts['release_command']}`",
         "",
-        f"## CamVid val ({result['frames']} frames), fp16 weights as shipped, COCO AP (pycocotools)",
+        f"## CamVid val ({result['frames']} frames), {storage_text(facts['palette_bits'], short=True)} weights as "
+        "shipped, COCO AP (pycocotools)",
         "",
         "| class | instances | box AP | box AP50 | mask AP | mask AP50 |",
         "|---|---|---|---|---|---|",
@@ -94,11 +96,12 @@ def model_card(name: str, record, facts: dict, result: dict) -> str:
 
 
 def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, limit: int | None = None,
-            weights_dir=None, encoder_weights_dir=None) -> dict:
-    """Export ``checkpoint`` as the file of ``name``, score it on val (box and mask AP), write card and facts."""
+            weights_dir=None, encoder_weights_dir=None, palette_bits: int = 0) -> dict:
+    """Export ``checkpoint`` (a ``best.pt``, or a released file: :func:`weights.release.read_checkpoint`) as the file
+    of ``name`` (``palette_bits``: :mod:`weights.palette`), score it on val (box and mask AP), write card and facts."""
     torch.set_num_threads(threads)
     record = get_record(name)
-    trial = train.anchor_overrides(torch.load(checkpoint, map_location="cpu", weights_only=True)["args"])
+    trial = train.anchor_overrides(read_checkpoint(checkpoint)["args"])
     own = {"anchor_sizes": ANCHOR_SIZES, "aspect_ratios": ASPECT_RATIOS}
     if any(own[k] != v for k, v in trial.items()):  # a trial's heads: the builder (and the card) would not match
         raise SystemExit(f"{checkpoint} was trained with anchors {trial}, the detector has {own}: change "
@@ -118,17 +121,19 @@ def release(checkpoint, data, *, name: str = train.MODELS[0], threads: int = 2, 
 
     command = command_line(f"{PROG} release", add_arguments, {
         "name": name, "checkpoint": str(checkpoint), "data": str(data), "weights_dir": encoder_weights_dir,
-        "threads": threads, "limit": limit})
+        "threads": threads, "limit": limit, "palette_bits": palette_bits})
     facts = release_weights(name, checkpoint, trainer=(f"{PROG} train", train.add_arguments), release_command=command,
                             score=score, card=lambda facts, result: model_card(name, record, facts, result),
-                            weights_dir=weights_dir, operator_weights_dir=encoder_weights_dir)
+                            weights_dir=weights_dir, palette_bits=palette_bits,
+                            operator_weights_dir=encoder_weights_dir)
     return {"file": facts["file"], "sha256": facts["sha256"], "bytes": facts["bytes"], **facts["metrics"]}
 
 
 def main(args) -> int:
     settings = runtime.use(runtime.Settings.from_args(args))
     result = release(args.checkpoint or f"runs/{args.name}/best.pt", args.data, name=args.name,
-                     threads=args.threads, limit=args.limit, encoder_weights_dir=settings.weights_dir)
+                     threads=args.threads, limit=args.limit, encoder_weights_dir=settings.weights_dir,
+                     palette_bits=args.palette_bits)
     print(json.dumps(result, indent=1))
     return 0
 
@@ -141,3 +146,5 @@ def add_arguments(p) -> None:
     runtime.add_arguments(p, device=False)  # --weights-dir: the folder with vgg19-caffe/
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke runs)")
+    p.add_argument("--palette-bits", type=int, choices=(0, 4, 8), default=0,
+                   help="0: fp16; 4 or 8: palettise the large weights (weights/palette.py)")

@@ -1,14 +1,14 @@
 """FCN-8s (Long, Shelhamer & Darrell, 2015): a classifier made fully convolutional, with skip fusion.
 
-The paper's VGG-16 is here the frozen ImageNet VGG-19 (:mod:`core.segmentation.frozen_vgg19`,
-the ImageNet weights at hand); ``fc6``/``fc7`` become convolutions; class scores are predicted at
-stride 32 and fused (summed) with scores predicted from pool4 (stride 16) and pool3
-(stride 8), each fusion after a learned 2x upsampling (transposed conv initialised to
+The paper's VGG-16 is here the ImageNet VGG-19 (:mod:`core.segmentation.frozen_vgg19`, the ImageNet weights at
+hand), frozen but for block 5, which the shipped model fine-tuned with the head; ``fc6``/``fc7`` become
+convolutions; class scores are predicted at stride 32 and fused (summed) with scores predicted from pool4
+(stride 16) and pool3 (stride 8), each fusion after a learned 2x upsampling (transposed conv initialised to
 bilinear interpolation, as in the paper); a final 8x upsampling returns to H x W.
 
 One departure, for size: the paper's fc6 is a 7x7x512x4096 conv (103 M weights); here fc6
 is a 3x3 conv (256 channels in the shipped model) and fc7 a 1x1 conv (DeepLab-LargeFOV's
-reduction), so the model ships in a few MB on top of the encoder.
+reduction), so the head adds a few MB to the encoder.
 
 Input Bx3xHxW (H, W multiples of 32), output BxCxHxW logits.
 """
@@ -107,6 +107,7 @@ class FCN8s(nn.Module):
 
 
 def fcn8s_vgg19_frozen(num_classes: int = 11) -> FCN8s:
-    """The registry's builder: only the head trains and ships
-    (:func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the encoder's weights)."""
+    """The registry's builder, encoder frozen: the head trains and ships, with block 5 where training fine-tunes it
+    (``--tune-from conv5_1``; :func:`core.segmentation.frozen_vgg19.load_frozen_vgg19_state` adds the rest of the
+    encoder's weights)."""
     return FCN8s(frozen_vgg19(FCN_TAPS), num_classes)

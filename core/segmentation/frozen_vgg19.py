@@ -15,6 +15,7 @@ import torch
 
 from core.backbones import create_encoder
 from core.backbones.vgg import STAGE_ENDS, VGGEncoder, pretrained_state
+from weights.delta import add_deltas
 from weights.registry import load_safetensors
 
 
@@ -24,9 +25,16 @@ def frozen_vgg19(taps: tuple[str, ...] = STAGE_ENDS) -> VGGEncoder:
     return create_encoder("vgg19", taps=taps, frozen=True)
 
 
+def imagenet_encoder_state(vgg19_path) -> dict[str, torch.Tensor]:
+    """The encoder's ImageNet tensors from ``vgg19_path``, keyed as in the models (``encoder.*``)."""
+    encoder = pretrained_state("vgg19-caffe", up_to=STAGE_ENDS[-1], path=vgg19_path)
+    return {f"encoder.{k}": v for k, v in encoder.items()}
+
+
 def load_frozen_vgg19_state(path, vgg19_path) -> dict[str, torch.Tensor]:
     """``encoder.*`` from ``vgg19_path``, the ImageNet VGG-19 file the record names as its extra file (resolved from
     the same weights folder as ``path``), + the shipped file (every trained tensor, fp16): a fine-tuned tail of the
-    encoder is in the file, and the file's tensors win over ImageNet's."""
-    encoder = pretrained_state("vgg19-caffe", up_to=STAGE_ENDS[-1], path=vgg19_path)
-    return {**{f"encoder.{k}": v for k, v in encoder.items()}, **load_safetensors(path)}
+    encoder is in the file, and the file's tensors win over ImageNet's; one stored as its change from ImageNet's
+    (:mod:`weights.delta`) is added to it."""
+    encoder = imagenet_encoder_state(vgg19_path)
+    return {**encoder, **add_deltas(load_safetensors(path), encoder)}

@@ -22,9 +22,10 @@ from core.datasets.camvid import LECTURE_ORDER
 from core.segmentation import train, train_frozen
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
 from core.segmentation.evaluate import evaluate_model, quality_check_score
+from core.segmentation.frozen_vgg19 import imagenet_encoder_state
 from core.segmentation.padding import padded_size
 from weights.registry import get_record
-from weights.release import command_line, export_weights
+from weights.release import command_line, export_weights, restored_line, storage_text
 from weights.release import release as release_weights
 
 PROG = "python -m core.segmentation"
@@ -84,15 +85,6 @@ CARD_TEXT = {
 }
 
 
-def _storage(bits: int, short: bool = False) -> str:
-    if not bits:
-        return "fp16" if short else "fp16 safetensors"
-    if short:
-        return f"{bits}-bit palettised"
-    return (f"safetensors with every conv weight {bits}-bit palettised ({2 ** bits} fp16 values per output channel, "
-            f"1-D k-means; `weights/palette.py`) and the rest fp16 (fp32 where a value exceeds fp16's range)")
-
-
 def _data_line(recipe: dict, data) -> str:
     holdout = recipe.get("holdout")
     if recipe.get("fixed_schedule"):
@@ -146,14 +138,15 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                            f"at {args.get('tune_lr_scale')}x the learning rate)") if tune else "",
                budget="the time budget" if training.lr_minutes(args.get("time_limit"), args.get("fixed_schedule"))
                else f"{args.get('epochs')} epochs")
-    bits = facts["palette_bits"]
+    bits, delta_bits = facts["palette_bits"], facts.get("delta_bits")
     lines = [
         f"# {name}",
         "",
         record.description,
         "",
-        f"- **File**: `weights/{facts['file']}`, {facts['bytes'] / 1e6:.2f} MB, {_storage(bits)}, "
-        f"sha256 `{facts['sha256']}`.",
+        f"- **File**: `weights/{facts['file']}`, {facts['bytes'] / 1e6:.2f} MB, sha256 `{facts['sha256']}`: "
+        f"{storage_text(bits, delta_bits=delta_bits)}.",
+        *restored_line(facts),
         f"- **Architecture**: {text['architecture']}",
         f"- **Initialisation**: {text['init'].format(**fmt)}"
         + (text["continued"].format(**fmt) if args.get("init") else ""),
@@ -181,8 +174,9 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
     checkpoint_val = facts["checkpoint_val"].get("mIoU")
     if checkpoint_val is not None and not args.get("holdout"):  # with a holdout the checkpoint was scored elsewhere
         cost = 100 * (checkpoint_val - result["mIoU"])
-        verdict = (f"storing it {_storage(bits, short=True)} keeps the accuracy" if cost < 0.5
-                   else f"storing it {_storage(bits, short=True)} costs {cost:.2f} points")
+        stored = storage_text(bits, short=True, delta_bits=delta_bits)
+        verdict = (f"storing it {stored} keeps the accuracy" if cost < 0.5
+                   else f"storing it {stored} costs {cost:.2f} points")
         lines.append(f"The fp32 checkpoint scored {100 * checkpoint_val:.2f} val mIoU; the shipped file scores "
                      f"{100 * result['mIoU']:.2f}: {verdict}.")
         lines.append("")
@@ -193,14 +187,17 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
 
 
 def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None = None, weights_dir=None,
-            encoder_weights_dir=None, palette_bits: int = 0) -> dict:
+            encoder_weights_dir=None, palette_bits: int = 0, delta_bits: int | None = None) -> dict:
     """Export ``checkpoint`` as the file of the registered model ``name``, score it on val, write card and facts.
 
     ``weights_dir``: where to write (default the project's ``weights/``); ``encoder_weights_dir``: where a
-    frozen encoder's weights are (``--weights-dir`` of the app).
+    frozen encoder's weights are (``--weights-dir`` of the app); ``delta_bits``: store the fine-tuned encoder
+    layers as their change from ImageNet's (:mod:`weights.delta`), palettised at that many bits (0: fp16).
     """
     torch.set_num_threads(threads)
     record = get_record(name)
+    if delta_bits is not None and name not in train_frozen.MODELS:
+        raise SystemExit(f"{name} has no pretrained encoder to store changes from")
     val = load_camvid(data, "val", limit=limit)
 
     def score(model) -> tuple[dict, dict]:
@@ -219,11 +216,13 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
 
     command = command_line(f"{PROG} release", add_release_arguments, {
         "name": name, "checkpoint": str(checkpoint), "data": str(data), "weights_dir": encoder_weights_dir,
-        "threads": threads, "limit": limit, "palette_bits": palette_bits})
+        "threads": threads, "limit": limit, "palette_bits": palette_bits, "delta_bits": delta_bits})
     facts = release_weights(name, checkpoint, trainer=TRAINERS[name], release_command=command, score=score,
                             card=lambda facts, result: model_card(name, record, facts, result, data=data),
                             weights_dir=weights_dir, palette_bits=palette_bits,
-                            operator_weights_dir=encoder_weights_dir)
+                            operator_weights_dir=encoder_weights_dir,
+                            delta_base=(lambda extras: imagenet_encoder_state(extras[0])) if delta_bits is not None
+                            else None, delta_bits=delta_bits or 0)
     return {"file": facts["file"], "sha256": facts["sha256"], "bytes": facts["bytes"],
             "checkpoint_val_mIoU": facts["checkpoint_val"].get("mIoU"), **facts["metrics"]}
 
@@ -233,7 +232,7 @@ def main(args) -> int:
         settings = runtime.use(runtime.Settings.from_args(args))
         result = release(args.checkpoint or f"runs/{args.name}/best.pt", args.name, args.data,
                          threads=args.threads, limit=args.limit, encoder_weights_dir=settings.weights_dir,
-                         palette_bits=args.palette_bits)
+                         palette_bits=args.palette_bits, delta_bits=args.delta_bits)
         print(json.dumps(result, indent=1))
     else:
         exported = export_weights(args.checkpoint, args.out, args.palette_bits)
@@ -262,3 +261,6 @@ def add_release_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke tests)")
     _add_palette_argument(p)
+    p.add_argument("--delta-bits", type=int, choices=(0, 4, 8), default=None,
+                   help="store the fine-tuned encoder layers (--tune-from) as their change from ImageNet's weights, "
+                        "palettised at this many bits (0: fp16): changes are small, so a palette fits them closer")

@@ -24,7 +24,8 @@ register(ModelRecord(
     extra_files=(VGG19_CAFFE_FP16,),
     license="MIT (project code; heads trained on CamVid); encoder VGG-19, CC BY 4.0",
     description="Mask R-CNN (torchvision's, one stride-8 level) for CamVid's cars, pedestrians and bicyclists on the "
-                "frozen ImageNet VGG-19 up to relu4_4; RPN, box and mask heads trained by the project, fp16.",
+                "frozen ImageNet VGG-19 up to relu4_4; RPN, box and mask heads trained by the project, 8-bit "
+                "palettised.",
     **released("maskrcnn-vgg19-camvid"),
     # The detector's own transform normalises (Caffe mean, 0-255, BGR inside the backbone).
     input_size=(SHORT_SIDE, SHORT_SIDE * 4 // 3),  # a CamVid frame as the transform scales it

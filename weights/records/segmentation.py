@@ -56,8 +56,9 @@ def _register_frozen_vgg19(name: str, builder: str, description: str, engines: t
 
 _register_frozen_vgg19(
     "fcn8s-vgg19-camvid", "core.segmentation.fcn:fcn8s_vgg19_frozen",
-    "FCN-8s head (pool3/pool4/pool5 score fusion) on the frozen ImageNet VGG-19 from vgg19-caffe; "
-    "only the head is shipped (fp16), trained on CamVid by `python -m core.segmentation train-frozen`.",
+    "FCN-8s head (pool3/pool4/pool5 score fusion) on the ImageNet VGG-19 from vgg19-caffe, frozen but for block 5, "
+    "fine-tuned with the head; shipped: the head (8-bit palettised) and block 5 (its change from ImageNet's weights, "
+    "4-bit palettised), trained on CamVid by `python -m core.segmentation train-frozen`.",
     ("openvino-bf16", "openvino"),  # PyTorch's bf16 autocast changes 0.6 % of its labels
     input_size=(360, 480),
 )
