@@ -4,11 +4,11 @@ PyTorch fp32 does (>= 99.5 % of pixels), and Mask R-CNN finds the same objects; 
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_iou
 
 import weights
 from core import engines
-from core.segmentation.data import load_pairs, pair_files
+from core.instances.evaluate import QUALITY_CHECK_FRAMES, quality_check_score
+from core.segmentation.data import load_camvid, load_pairs, pair_files
 from core.segmentation.predict import segment_as_recorded
 
 FRAMES = 4
@@ -84,22 +84,30 @@ def test_openvino_would_change_segnets_answers_so_its_record_leaves_it_out(frame
     assert same < 0.995  # the bar every listed engine clears
 
 
-def test_maskrcnn_encoder_engines_find_the_same_objects(frames, shared_weights):
+def test_maskrcnn_encoder_engines_find_the_same_objects(frames, shared, shared_weights):
+    """The record's listing rule for the detector: val AP50 within half a point of fp32's (here on the release's
+    quality-check frames), and on two frames as many confident detections of the same classes. Not box by box: one
+    borderline box (two proposals of a car at near-equal scores) may go either way under bf16 rounding."""
     name = "maskrcnn-vgg19-camvid"
+    record = weights.get_record(name)
+    val = load_camvid(shared / "data" / "camvid", "val", limit=QUALITY_CHECK_FRAMES)
+    eager = weights.create(name)
     with torch.no_grad():
-        expected = weights.create(name)(list(frames[:2]))
+        expected = eager(list(frames[:2]))
+        expected_ap = quality_check_score(eager, record, val)
     assert sum(len(e["boxes"]) for e in expected) >= 3  # real objects to compare, not two empty lists
     for engine in _engines_here(name):
         model = engines.prepare(name, weights.create(name), engine)
         assert isinstance(model.backbone.encoder, engines.Accelerated)
         with torch.no_grad():
             got = model(list(frames[:2]))
+            ap = quality_check_score(model, record, val)
         for e, g in zip(expected, got):
             keep_e, keep_g = e["scores"] > 0.5, g["scores"] > 0.5
             assert keep_e.sum() == keep_g.sum(), (engine, e["scores"], g["scores"])
-            assert torch.equal(e["labels"][keep_e], g["labels"][keep_g])
-            iou = box_iou(e["boxes"][keep_e], g["boxes"][keep_g]).diagonal()
-            assert (iou > 0.9).all(), (engine, iou)
+            assert torch.equal(e["labels"][keep_e].sort().values, g["labels"][keep_g].sort().values)
+        for metric in ("mask_AP50", "box_AP50"):
+            assert abs(ap[metric] - expected_ap[metric]) <= 0.005, (engine, metric, ap, expected_ap)
 
 
 def test_auto_measures_once_per_host_then_reuses_the_choice(monkeypatch, shared_weights):
