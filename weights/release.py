@@ -104,6 +104,13 @@ def export_weights(checkpoint, out, palette_bits: int = 0, delta_base: dict | No
             "run": ckpt.get("run"), "restored_from": ckpt.get("restored_from")}
 
 
+def add_palette_argument(p) -> None:
+    """``--palette-bits``, the storage option of every release command (and of segmentation's ``export``)."""
+    p.add_argument("--palette-bits", type=int, choices=(0, 4, 8), default=0,
+                   help="0: fp16; 4 or 8: palettise the large weights (weights/palette.py), for files too big for "
+                        "the repository in fp16")
+
+
 def storage_text(bits: int, short: bool = False, delta_bits: int | None = None) -> str:
     """How a released file stores its weights, for its card (``delta_bits``: fine-tuned layers stored as changes,
     :mod:`weights.delta`, palettised at that many bits, 0 for fp16; None: no such layers)."""

@@ -19,7 +19,7 @@ from core.instances.evaluate import evaluate_model, percent, quality_check_score
 from core.instances.maskrcnn import ANCHOR_SIZES, ASPECT_RATIOS, SHORT_SIDE, max_side
 from core.segmentation.data import load_camvid
 from weights.registry import get_record
-from weights.release import command_line, read_checkpoint, restored_line, storage_text
+from weights.release import add_palette_argument, command_line, read_checkpoint, restored_line, storage_text
 from weights.release import release as release_weights
 
 PROG = "python -m core.instances"
@@ -146,5 +146,4 @@ def add_arguments(p) -> None:
     runtime.add_arguments(p, device=False)  # --weights-dir: the folder with vgg19-caffe/
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke runs)")
-    p.add_argument("--palette-bits", type=int, choices=(0, 4, 8), default=0,
-                   help="0: fp16; 4 or 8: palettise the large weights (weights/palette.py)")
+    add_palette_argument(p)

@@ -25,7 +25,7 @@ from core.segmentation.evaluate import evaluate_model, quality_check_score
 from core.segmentation.frozen_vgg19 import imagenet_encoder_state
 from core.segmentation.padding import padded_size
 from weights.registry import get_record
-from weights.release import command_line, export_weights, restored_line, storage_text
+from weights.release import add_palette_argument, command_line, export_weights, restored_line, storage_text
 from weights.release import release as release_weights
 
 PROG = "python -m core.segmentation"
@@ -241,15 +241,10 @@ def main(args) -> int:
     return 0
 
 
-def _add_palette_argument(p) -> None:
-    p.add_argument("--palette-bits", type=int, choices=(0, 4, 8), default=0,
-                   help="0: fp16; 4 or 8: palettise the conv weights (for decoders too big for the repository in fp16)")
-
-
 def add_export_arguments(p) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
-    _add_palette_argument(p)
+    add_palette_argument(p)
 
 
 def add_release_arguments(p) -> None:
@@ -260,7 +255,7 @@ def add_release_arguments(p) -> None:
     runtime.add_arguments(p, device=False)  # --weights-dir: the folder with a frozen encoder's weights (vgg19-caffe/)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="only the first N val frames (smoke tests)")
-    _add_palette_argument(p)
+    add_palette_argument(p)
     p.add_argument("--delta-bits", type=int, choices=(0, 4, 8), default=None,
                    help="store the fine-tuned encoder layers (--tune-from) as their change from ImageNet's weights, "
                         "palettised at this many bits (0: fp16): changes are small, so a palette fits them closer")
