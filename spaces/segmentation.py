@@ -17,6 +17,7 @@ from core import engines
 from core.errors import MissingWeights, UserError
 from core.images import to_pil, to_tensor
 from core.runtime import pick_device, settings
+from core.segmentation import DEFAULT_MODEL, TRAINED_ON
 from core.segmentation.overlay import class_shares, overlay
 from core.segmentation.predict import TEST_SCALES, segment_as_recorded, working_scale
 from core.segmentation.speed import ms_per_frame, parameter_count
@@ -28,6 +29,7 @@ from spaces.common import (
     load_model_announced,
     not_offered_note,
     read_image,
+    shipped_example,
     user_errors,
 )
 
@@ -37,6 +39,19 @@ SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet, FCN-8s, SegNet a
 
 #: Uploads are shrunk to this longest side: the models work at 480x360 or 320x240 anyway, the overlay stays sharp.
 MAX_SIDE = 1280
+
+
+#: (file in spaces/examples, caption with the credit its licence asks for: spaces/examples/README.md)
+STREET_EXAMPLES = (
+    ("street-porlamar-venezuela.jpg", "Porlamar, Venezuela (Wilfredor, Wikimedia Commons, CC0)"),
+    ("street-san-francisco-pandaset.jpg", "San Francisco: PandaSet (Scale AI & Hesai), CC BY 4.0, resized"),
+    ("street-bay-area-dashcam-comma2k19.jpg", "Bay Area dashcam: comma2k19, (c) 2018 comma.ai, MIT"),
+)
+
+
+def street_examples() -> tuple[list[str], list[str]]:
+    """(paths, captions) of the street photos the Segmentation and Instances panels offer as examples."""
+    return [shipped_example(f) for f, _ in STREET_EXAMPLES], [caption for _, caption in STREET_EXAMPLES]
 
 
 def segmentation_models() -> list[str]:
@@ -206,14 +221,20 @@ def build() -> None:
     missing = [n for n in segmentation_models() if n not in trained]
     if missing:
         gr.Markdown(not_offered_note(missing), elem_id="seg-missing-note")
-    default = "enet-camvid" if "enet-camvid" in trained else (trained[0] if trained else None)
+    default = DEFAULT_MODEL if DEFAULT_MODEL in trained else (trained[0] if trained else None)
     with gr.Row():
         with gr.Column():
             image = UploadImage(label="Street scene (or any photo)", elem_id="seg-photo")
             model = gr.Dropdown([(model_label(n), n) for n in trained], value=default, label="Model",
-                                elem_id="seg-model")
+                                info=TRAINED_ON, elem_id="seg-model")
             opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
             run = gr.Button("Segment", variant="primary", elem_id="seg-button")
+            # Streets only (the models know nothing else; a cup painted as buildings teaches nothing), right under the
+            # button, with the credits their licences ask for.
+            paths, captions = street_examples()
+            gr.Examples(paths, inputs=image, label="Streets of three other cities: click one, then Segment",
+                        elem_id="seg-examples")
+            gr.Markdown("Photos: " + " · ".join(captions) + ".", elem_id="seg-example-credits")
         with gr.Column():
             shown = gr.Image(label="Classes over the photo", type="pil", format="png", elem_id="seg-result")
             # A second look at the answer, beside it: ticking it segments again (the photo's column keeps its length,
@@ -224,10 +245,6 @@ def build() -> None:
                                  "three times the time)", elem_id="seg-scales")
             info = gr.Markdown(elem_id="seg-info")
             legend = gr.HTML(label="Legend and pixel share")
-    # No examples: the models know CamVid's road scenes only, and no street photo with an open licence could be
-    # found to ship (spaces/examples/README.md); a rocket or a cup painted as buildings and trees taught nothing.
-    gr.Markdown("The models know road scenes only (CamVid: Cambridge streets seen from a car): upload a street photo. "
-                "No street photo with an open licence could be shipped as an example.")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     inputs = [image, model, opacity, flip, scaled]
     run.click(segment_batch, inputs, [shown, legend, info], api_name="segment", **batch)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.datasets.camvid import TRAIN_PIXEL_COUNTS, VOID
+from core.segmentation.shifts import street_augment
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -110,20 +111,25 @@ def augment_batch(
     *,
     scale: tuple[float, float] = (0.75, 1.25),
     base_scale: float = 1.0,
+    aspect: tuple[float, float] = (1.0, 1.0),
+    street: bool = False,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 Bx3xHxW + BxHxW -> float Bx3xhxw in [0, 1] + int64 Bxhxw, h x w = ``crop``.
 
-    Per frame: resize by base_scale * U(scale), random crop (void-padded when smaller),
-    horizontal flip with p=0.5, brightness/contrast/saturation jitter of +-25 %.
+    Per frame: resize by base_scale * U(scale), the width by a further U(aspect) (other cameras' pixel shapes and
+    lenses), random crop (void-padded when smaller), horizontal flip with p=0.5, brightness/contrast/saturation
+    jitter of +-25 %; ``street`` adds :func:`core.segmentation.shifts.street_augment` (other cities' skies,
+    cameras and codecs).
     """
     out_x, out_y = [], []
     g = generator
     for image, label in zip(images, labels):
         s = base_scale * float(torch.empty(1).uniform_(*scale, generator=g))
-        h, w = max(1, round(image.shape[1] * s)), max(1, round(image.shape[2] * s))
+        a = float(torch.empty(1).uniform_(*aspect, generator=g)) if aspect != (1.0, 1.0) else 1.0
+        h, w = max(1, round(image.shape[1] * s)), max(1, round(image.shape[2] * s * a))
         x = F.interpolate(image[None].float() / 255, size=(h, w), mode="bilinear", align_corners=False,
-                          antialias=s < 1)[0]
+                          antialias=s * min(a, 1) < 1)[0]
         y = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
         ph, pw = max(0, crop[0] - h), max(0, crop[1] - w)
         if ph or pw:
@@ -135,7 +141,10 @@ def augment_batch(
         y = y[top : top + crop[0], left : left + crop[1]]
         if float(torch.rand(1, generator=g)) < 0.5:
             x, y = x.flip(-1), y.flip(-1)
-        out_x.append(_colour_jitter(x, g))
+        x = _colour_jitter(x, g)
+        if street:
+            x, y = street_augment(x, y, g)
+        out_x.append(x)
         out_y.append(y)
     return torch.stack(out_x), torch.stack(out_y)
 

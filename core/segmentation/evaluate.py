@@ -6,7 +6,9 @@
 ``--flip``, ``--scales``: test-time augmentation (:func:`core.segmentation.predict.segment_logits`); the
 result gives the network's ms per frame either way, so the gain in mIoU and its cost come from the same run.
 ``--mirror`` scores the mirror images of the frames and labels: a model that learnt the left-right layout of
-its training streets (one never trained on mirrored frames) loses points there.
+its training streets (one never trained on mirrored frames) loses points there. ``--proxy`` scores the frames
+under each of :data:`core.segmentation.shifts.PROXY_SHIFTS` too (other cities' skies, aspect, bonnet, phone) and
+prints their mIoU and mean beside the frames' own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from core.datasets.camvid import CAMVID_CLASSES, LECTURE_ORDER, VOID
 from core.segmentation.data import load_pairs, pair_files
 from core.segmentation.metrics import confusion_matrix, scores
 from core.segmentation.predict import segment_logits, working_scale
+from core.segmentation.shifts import PROXY_SHIFTS, apply_shift
 
 
 @torch.no_grad()
@@ -67,19 +70,33 @@ def quality_check_score(model, record, val) -> dict:
 
 def evaluate_folders(name: str, image_dir, label_dir, *, device="cpu", limit: int | None = None,
                      weights_dir=None, flip: bool = False, scales: tuple[float, ...] = (1.0,),
-                     mirror: bool = False) -> dict:
+                     mirror: bool = False, proxy: bool = False) -> dict:
     """Load the registered model ``name`` (its files from ``weights_dir`` first) and score it on the frames of
-    ``image_dir`` against ``label_dir``."""
+    ``image_dir`` against ``label_dir`` (``proxy``: :func:`proxy_scores` instead)."""
     record = weights.get_record(name)
     model = weights.create(name, device=device, weights_dir=weights_dir)
     pairs = pair_files(Path(image_dir), Path(label_dir))
     if limit:
         pairs = pairs[:limit]
     data = load_pairs(pairs)
+    if proxy:
+        return {"model": name, "frames": len(data), **proxy_scores(model, record, data.images, data.labels,
+                                                                   device=device)}
     result = evaluate_model(model, record, data.images, data.labels, device=device, flip=flip, scales=scales,
                             mirror=mirror)
     result["model"] = name
     return result
+
+
+def proxy_scores(model, record, images, labels, *, device="cpu") -> dict:
+    """mIoU of ``model`` on the frames as they are (``clean``) and under each proxy shift, and the shifts' mean
+    (``proxy_mean``): the project's stand-in for streets of other cities."""
+    result = {"clean": evaluate_model(model, record, images, labels, device=device)["mIoU"]}
+    for name in PROXY_SHIFTS:
+        shifted = apply_shift(name, images, labels)
+        result[name] = evaluate_model(model, record, *shifted, device=device)["mIoU"]
+    result["proxy_mean"] = sum(result[name] for name in PROXY_SHIFTS) / len(PROXY_SHIFTS)
+    return {k: round(v, 4) for k, v in result.items()}
 
 
 def format_table(result: dict) -> str:
@@ -108,8 +125,11 @@ def main(args) -> int:
     settings = runtime.settings()
     result = evaluate_folders(args.model, args.images, args.labels, device=runtime.pick_device(settings.device),
                               limit=args.limit, weights_dir=settings.weights_dir, flip=args.flip,
-                              scales=tuple(args.scales), mirror=args.mirror)
-    print(json.dumps(result, indent=1) if args.json else format_table(result))
+                              scales=tuple(args.scales), mirror=args.mirror, proxy=args.proxy)
+    if args.json or args.proxy:
+        print(json.dumps(result, indent=1))
+    else:
+        print(format_table(result))
     return 0
 
 
@@ -122,5 +142,7 @@ def add_arguments(p) -> None:
     p.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
                    help="test-time scales: average the logits of the frame run at each multiple of its working scale")
     p.add_argument("--mirror", action="store_true", help="score the mirror images of the frames (labels mirrored)")
+    p.add_argument("--proxy", action="store_true",
+                   help="also score the frames under the proxy shifts of other cities' streets (JSON output)")
     runtime.add_arguments(p)
     p.add_argument("--limit", type=int, default=None)

@@ -109,7 +109,8 @@ def train(args) -> dict:
         for i in range(steps_per_epoch):
             idx = order[i * args.batch_size : (i + 1) * args.batch_size]
             x, y = augment_batch(train_set.images[idx], train_set.labels[idx], tuple(args.crop),
-                                 base_scale=args.scale, scale=tuple(args.scale_range), generator=g)
+                                 base_scale=args.scale, scale=tuple(args.scale_range),
+                                 aspect=tuple(args.aspect_range), street=args.street_augment, generator=g)
             x, y = imagenet_normalize(x.to(device)), y.to(device)
             training.set_budget_lr(optimizer, args.lr, epoch * steps_per_epoch + i, args.epochs * steps_per_epoch,
                                    clock(), training.lr_minutes(args.time_limit, args.fixed_schedule))
@@ -131,6 +132,11 @@ def add_arguments(p) -> None:
     p.add_argument("--crop", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
     p.add_argument("--scale", type=float, default=2 / 3, help="working scale relative to 480x360 frames")
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
+    p.add_argument("--aspect-range", type=float, nargs=2, default=(1.0, 1.0),
+                   help="stretch each frame's width by a factor drawn from this range (other cameras' aspect)")
+    p.add_argument("--street-augment", action="store_true",
+                   help="other cities' photometry: skies recoloured blue, hue, gamma, white balance, blur, noise, "
+                        "JPEG, a car bonnet (core.segmentation.shifts)")
     p.add_argument("--amp", action="store_true", help="mixed precision: bf16 autocast (CPU or CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training steps (Inductor; faster after "
                                                           "minutes of compiling)")
