@@ -21,7 +21,7 @@ from core import runtime, training
 from core.datasets.camvid import LECTURE_ORDER
 from core.segmentation import train, train_frozen
 from core.segmentation.data import camvid_names, load_camvid, sequence_index
-from core.segmentation.evaluate import evaluate_model, quality_check_score
+from core.segmentation.evaluate import evaluate_model, proxy_scores, quality_check_score
 from core.segmentation.frozen_vgg19 import imagenet_encoder_state
 from core.segmentation.padding import padded_size
 from weights.registry import get_record
@@ -61,7 +61,7 @@ CARD_TEXT = {
                      "then, starting from that file (`{init}`), the run below.",
         "training": "class-weighted cross-entropy (ENet's 1/ln(1.02 + p_c)), Adam lr {lr:g} with polynomial decay over "
                     "{budget}, weight decay {weight_decay:g}, batch {batch_size}, flip / scale+crop / colour "
-                    "augmentation, {precision}, on {threads} CPU thread(s).",
+                    "augmentation{street}, {precision}, on {threads} CPU thread(s).",
         "resolution": "frames scaled by {scale:.4g} (480x360 -> {work_w}x{work_h}), random {crop_w}x{crop_h} crops "
                       "after a random scale in {scale_range}",
     },
@@ -127,6 +127,10 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
                threads=args.get("threads", 1), scale=scale, crop_w=w, crop_h=h,
                scale_range=tuple(args.get("scale_range", (0.75, 1.25))),
                precision="bf16 autocast" if args.get("amp") else "fp32", init=args.get("init"),
+               street=(f", widths stretched by a factor in {tuple(args.get('aspect_range'))}, and other cities' "
+                       "streets (`--street-augment`, `core/segmentation/shifts.py`: skies recoloured blue, hue, "
+                       "saturation, gamma, white balance, blur, noise, JPEG, a car bonnet)"
+                       if args.get("street_augment") else ""),
                work_w=round(480 * scale), work_h=round(360 * scale),
                pad_h=padded[0], pad_w=padded[1],
                frozen_size="CamVid's full size" if (w, h) == (480, 360) else f"480x360 scaled by {scale:.3g}",
@@ -171,6 +175,11 @@ def model_card(name: str, record, facts: dict, result: dict, *, data) -> str:
         iou_row,
         "",
     ]
+    proxy = facts["metrics"].get("proxy")
+    if proxy:
+        shifted = ", ".join(f"{k} {100 * v:.1f}" for k, v in proxy.items() if k not in ("clean", "proxy_mean"))
+        lines += [f"Other cities' streets, the proxy (`evaluate --proxy`: the same val frames under fixed shifts, "
+                  f"`core/segmentation/shifts.py`): mean **{100 * proxy['proxy_mean']:.1f}** mIoU ({shifted}).", ""]
     checkpoint_val = facts["checkpoint_val"].get("mIoU")
     if checkpoint_val is not None and not args.get("holdout"):  # with a holdout the checkpoint was scored elsewhere
         cost = 100 * (checkpoint_val - result["mIoU"])
@@ -212,6 +221,8 @@ def release(checkpoint, name: str, data, *, threads: int = 1, limit: int | None 
             "iou": {c: round(v, 4) for c, v in zip(result["classes"], result["iou"])},
         }
         result["quality_check"] = quality_check_score(model, record, val)
+        # The same val frames as other cities' cameras might show them: the stand-in for streets never seen.
+        metrics["proxy"] = proxy_scores(model, record, val.images, val.labels)
         return metrics, result
 
     command = command_line(f"{PROG} release", add_release_arguments, {
