@@ -1,0 +1,131 @@
+"""A restart must not break a visitor's request: the app, started with an empty engine cache, answers every request
+to every model that has engines, from several clients at once, while it builds those engines (in a child process,
+weights.engine_builds), and each model ends on the engine ``auto`` chose on this host.
+
+This is the whole start-up of a free Space, whose cache is gone after each restart: every candidate engine this host
+supports is exported, converted or compiled and timed against fp32 (``CVHUB_ENGINES`` can narrow the candidates where
+a host has so many that this takes too long; the test runs what the app runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import weights
+from core import engines
+from tests.conftest import overlays_agree, start_app
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+CLIENTS = 3
+WINDOW_S = 900  # the longest preparation this test waits for (about 4 min on the 2-core hosts measured)
+PREPARED = [n for n in weights.list_models() if weights.get_record(n).engines]
+FP32 = f"({engines.LABELS['eager']}"  # fp32, settled or while a faster engine is being prepared
+
+
+def _photo(shared: Path, folder: Path) -> str:
+    """A CamVid val frame at 240x180: the models see a street, and the CPU answers in well under a second."""
+    image = Image.open(shared / "data" / "camvid" / "val" / "0016E5_07959.jpg").convert("RGB")
+    image.thumbnail((240, 240))
+    path = folder / "street.jpg"
+    image.save(path, quality=92)
+    return str(path)
+
+
+def _ask(client: Client, name: str, photo: str) -> tuple[str, object]:
+    """(the answer's info text, what must stay the same whichever engine served it: the labels found, or the
+    overlay's file)."""
+    if weights.get_record(name).task == "instances":
+        _, rows, info = client.predict(handle_file(photo), name, api_name="/instances")
+        return info, sorted(row[1] for row in rows["data"])
+    overlay, _, info = client.predict(handle_file(photo), name, api_name="/segment")
+    return info, overlay
+
+
+def _same(fp32, answer) -> bool:
+    return fp32 == answer if isinstance(fp32, list) else overlays_agree(fp32, answer)
+
+
+def _chosen(cache: Path) -> dict[str, str]:
+    """model -> the engine ``auto`` measured fastest here, as the app saved it (core.engines' choices file)."""
+    files = list((cache / "engines").glob("choices-*.json"))
+    return {name: c["engine"] for name, c in json.loads(files[0].read_text()).items()} if files else {}
+
+
+@pytest.fixture()
+def restarted_app(shared, tmp_path):
+    """The real app, as a restart of a free Space finds it: every weight here, an empty engine cache, ``auto``."""
+    env = dict(os.environ, CVHUB_CACHE_DIR=str(tmp_path / "cache"), CVHUB_RUNTIME="auto",
+               GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "app.log"
+    with open(log_path, "w") as log:
+        proc, url = start_app([sys.executable, "app.py", "--device", "cpu", "--weights-dir", str(shared / "weights")],
+                              env, log)
+        try:
+            yield url, tmp_path / "cache", log_path
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_requests_during_engine_preparation_are_all_answered_and_each_model_ends_on_autos_engine(
+        restarted_app, shared, tmp_path):
+    url, cache, log_path = restarted_app
+    photo = _photo(shared, tmp_path)
+    answers: dict[str, list[tuple[float, str, object]]] = {name: [] for name in PREPARED}
+    failures: list[str] = []
+    done = threading.Event()
+
+    def settled() -> bool:
+        """Every model has a saved choice and its latest answer names that engine (not fp32 "being prepared")."""
+        chosen = _chosen(cache)
+        return all(name in chosen and answers[name] and f"({engines.LABELS[chosen[name]]})" in answers[name][-1][1]
+                   for name in PREPARED)
+
+    def visitor(k: int) -> None:
+        client = Client(url, verbose=False)
+        turn = k
+        while not done.is_set():
+            name = PREPARED[turn % len(PREPARED)]
+            turn += 1
+            try:
+                info, result = _ask(client, name, photo)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, with the model and the time
+                failures.append(f"{time.monotonic() - start:.0f} s, {name}: {type(exc).__name__}: {exc}")
+                continue
+            answers[name].append((time.monotonic() - start, info, result))
+
+    start = time.monotonic()
+    visitors = [threading.Thread(target=visitor, args=(k,)) for k in range(CLIENTS)]
+    for thread in visitors:
+        thread.start()
+    while not settled() and not failures and time.monotonic() - start < WINDOW_S:
+        time.sleep(2)
+    done.set()
+    for thread in visitors:
+        thread.join(timeout=120)
+    log = log_path.read_text(errors="replace")
+    seconds = round(time.monotonic() - start)
+    print(f"settled after {seconds} s; answers per model:", {n: len(a) for n, a in answers.items()},
+          "chosen:", _chosen(cache))
+
+    assert not failures, "\n".join(failures) + f"\n--- app log ---\n{log[-4000:]}"
+    assert "Traceback" not in log, log[log.index("Traceback"):][:4000]
+    assert settled(), (f"not settled after {seconds} s: {_chosen(cache)}; last answers "
+                       f"{ {n: a[-1][1][:200] for n, a in answers.items() if a} }\n--- app log ---\n{log[-4000:]}")
+    for name, got in answers.items():
+        fp32 = [result for _, info, result in got if FP32 in info]
+        assert fp32, f"{name}: no answer served fp32 while its engine was prepared"  # the window was really tested
+        wrong = [f"{t:.0f} s: {info[:160]}" for t, info, result in got if not _same(fp32[0], result)]
+        assert not wrong, (name, wrong)
+    assert re.search(r"now served by", log), log[-2000:]
