@@ -342,18 +342,20 @@ def _example(record, model: nn.Module, stride: int) -> torch.Tensor:
     return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
 
 
-def _candidates(name: str, model: nn.Module) -> list[str]:
+def _candidates(name: str, model: nn.Module, among) -> list[str]:
+    """The engines of ``among`` that ``name``'s record lists and this host runs."""
     from weights import get_record  # noqa: PLC0415 (the registry imports this module)
 
     device = next(model.parameters()).device
-    return [e for e in get_record(name).engines if supported(e, device)]
+    return [e for e in get_record(name).engines if e in among and supported(e, device)]
 
 
-def _chosen(name: str, model: nn.Module, runtime: str) -> str | None:
+def _chosen(name: str, model: nn.Module, runtime: str, among) -> str | None:
     """The engine ``runtime`` asks for on this host: a forced one, else ``auto``'s saved choice; None where
     ``auto`` has candidates but has not measured them on this host yet. A forced engine that the record does not
-    list (it would change the answers) or that this host cannot run leaves fp32, with a log line."""
-    candidates = _candidates(name, model)
+    list (it would change the answers), that this host cannot run or that ``among`` leaves out leaves fp32, with a
+    log line."""
+    candidates = _candidates(name, model, among)
     if runtime not in ("auto", "eager", *candidates):
         log.warning("%s: runtime %s is not among this model's engines on this host (%s); serving fp32",
                     name, runtime, ", ".join(candidates) or "none")
@@ -366,23 +368,24 @@ def _chosen(name: str, model: nn.Module, runtime: str) -> str | None:
     return None if candidates else "eager"
 
 
-def prepare(name: str, model: nn.Module, runtime: str = "auto") -> nn.Module:
+def prepare(name: str, model: nn.Module, runtime: str = "auto", among=ENGINES) -> nn.Module:
     """``model`` with the engine ``runtime`` asks for installed: the module to serve ``name`` with from now on.
 
     ``auto``: the choice measured earlier on this host, else each supported candidate is converted and timed
-    against fp32, and the fastest is saved and installed. Exports and compiles: never in a process that serves
-    requests (see the module's docstring); there, :func:`load_prepared`.
+    against fp32, and the fastest is saved and installed. ``among``: the engines the operator allows (the settings'
+    ``engines``, ``CVHUB_ENGINES``). Exports and compiles: never in a process that serves requests (see the
+    module's docstring); there, :func:`load_prepared`.
     """
-    chosen = _chosen(name, model, runtime)
+    chosen = _chosen(name, model, runtime, among)
     if chosen is None:  # measured now: the timed module itself is installed, not built a second time
-        return _place(name, model, *_measure(name, model, _candidates(name, model)))
+        return _place(name, model, *_measure(name, model, _candidates(name, model, among)))
     return install(name, model, chosen)
 
 
-def load_prepared(name: str, model: nn.Module, runtime: str = "auto") -> nn.Module:
+def load_prepared(name: str, model: nn.Module, runtime: str = "auto", among=ENGINES) -> nn.Module:
     """What :func:`prepare` returns, from what an earlier :func:`prepare` left in the cache, building nothing:
     :class:`NotBuilt` where ``auto`` has not measured yet or the engine's converted model is missing."""
-    chosen = _chosen(name, model, runtime)
+    chosen = _chosen(name, model, runtime, among)
     if chosen is None:
         raise NotBuilt(f"{name}: its engines are not measured on this host yet")
     return install(name, model, chosen, build=False)

@@ -86,10 +86,10 @@ def prepare_engines(names) -> None:
 def _prepared(name: str):
     """``name``'s model with its engine, loaded from the engine cache, which a child fills first if need be."""
     try:
-        return engines.load_prepared(name, load(name), settings().runtime)
+        return engines.load_prepared(name, load(name), settings().runtime, settings().engines)
     except engines.NotBuilt:
         build_in_child(name, settings())
-    return engines.load_prepared(name, load(name), settings().runtime)
+    return engines.load_prepared(name, load(name), settings().runtime, settings().engines)
 
 
 def is_loaded(name: str) -> bool:

@@ -46,7 +46,7 @@ def _build(name: str, settings: runtime.Settings, parent: int) -> None:
     _exit_with(parent)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s (engine build): %(message)s")
     runtime.use(settings)
-    engines.prepare(name, create(name, device=runtime.pick_device()), settings.runtime)
+    engines.prepare(name, create(name, device=runtime.pick_device()), settings.runtime, settings.engines)
 
 
 def _exit_with(parent: int) -> None:
