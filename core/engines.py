@@ -264,12 +264,11 @@ def accelerate(module: nn.Module, engine: str, example: torch.Tensor, *, stride:
         if build:
             compile_inductor({key: job})
         return InductorModel(module, load_inductor(key), engine)
-    batch = _batch_of_two(example)
-    with torch.no_grad():
-        returns_list = not isinstance(module(example[:1]), torch.Tensor)
     # OpenVINO's version may name a branch: releases/2026/4.
     key = f"{_digest(module, key)}-ov{_openvino_version().replace('/', '_')}"
-    compiled = convert_openvino(module, batch, engine, stride=stride, key=key, build=build)
+    compiled = convert_openvino(module, _batch_of_two(example), engine, stride=stride, key=key, build=build)
+    with torch.no_grad():
+        returns_list = not isinstance(module(example[:1]), torch.Tensor)
     return OpenVINOModel(module, compiled, engine, returns_list)
 
 

@@ -4,7 +4,7 @@
 (fake tensors, functionalisation) while it runs. In the serving process, an eager request in another thread then
 fails (``.numpy() is not supported for tensor subclasses``) and so does the export (``AssertionError`` in fake
 mode): issue 36. So :func:`build_in_child` runs :func:`core.engines.prepare` (export, convert, compile, time,
-choose) in a spawned child, which leaves the converted model and the choice in the engine cache
+choose) in a child process, which leaves the converted model and the choice in the engine cache
 (``core.engines.cache_dir``) and exits; the serving process then only loads them
 (``core.engines.load_prepared``).
 """
@@ -12,10 +12,13 @@ choose) in a spawned child, which leaves the converted model and the choice in t
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from core import engines, runtime
 from weights.registry import create
@@ -23,6 +26,11 @@ from weights.registry import create
 #: One build at a time: two would halve each other's cores and timings. Only the app's preparing threads wait
 #: on it, never a request.
 _one_at_a_time = threading.Lock()
+#: A fresh interpreter that imports the library alone: not forked (a fork copies the serving threads
+#: mid-flight), and not multiprocessing's spawn, which would import the app's main module (Gradio and every panel,
+#: some 5 s of CPU) into each child.
+_CHILD = "from weights.engine_builds import child_main; child_main()"
+_REPO = Path(__file__).resolve().parents[1]
 
 
 class BuildFailed(RuntimeError):
@@ -30,22 +38,22 @@ class BuildFailed(RuntimeError):
 
 
 def build_in_child(name: str, settings: runtime.Settings) -> None:
-    """Prepare ``name``'s engine as ``settings.runtime`` asks (``core.engines.prepare``) in a spawned child
-    process, and wait for it. Spawned, not forked: a fork would copy the serving threads mid-flight."""
-    child = multiprocessing.get_context("spawn").Process(
-        target=_build, args=(name, settings, os.getpid()), name=f"engines-{name}")
+    """Prepare ``name``'s engine as ``settings`` ask (``core.engines.prepare``) in a child process, and wait
+    for it; its log goes to the app's."""
+    command = [sys.executable, "-c", _CHILD, name, str(os.getpid())]
     with _one_at_a_time:
-        child.start()
-        child.join()
-    if child.exitcode != 0:
-        raise BuildFailed(f"{name}: building its engines failed in a child process (exit status {child.exitcode})")
+        done = subprocess.run(command, input=pickle.dumps(settings), cwd=_REPO, check=False)
+    if done.returncode != 0:
+        raise BuildFailed(f"{name}: building its engines failed in a child process (exit status {done.returncode})")
 
 
-def _build(name: str, settings: runtime.Settings, parent: int) -> None:
-    """The child: the model built as the app builds it, then prepared; what it makes stays in the cache."""
+def child_main() -> None:
+    """The child: ``argv`` is (model name, the app's pid), stdin the app's pickled settings; the model is built as
+    the app builds it, then prepared, and what that makes stays in the cache."""
+    name, parent = sys.argv[1], int(sys.argv[2])
     _exit_with(parent)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s (engine build): %(message)s")
-    runtime.use(settings)
+    settings = runtime.use(pickle.load(sys.stdin.buffer))
     engines.prepare(name, create(name, device=runtime.pick_device()), settings.runtime, settings.engines)
 
 
