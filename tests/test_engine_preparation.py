@@ -29,7 +29,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 CLIENTS = 3
-PAUSE_S = 0.5  # between a visitor's requests: visitors read their answers, and the build gets a share of the cores
+PAUSE_S = 1.0  # between a visitor's requests: visitors read their answers, and the build gets a share of the cores
 WINDOW_S = 480  # the longest preparation this test waits for, within pytest's timeout of 600 s per test
 PREPARED = [n for n in weights.list_models() if weights.get_record(n).engines]
 FP32 = f"({engines.LABELS['eager']}"  # fp32, settled or while a faster engine is being prepared

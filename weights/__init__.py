@@ -48,8 +48,8 @@ def load(name: str):
     """The model ``name`` on the configured device, created on first use and cached.
 
     A model with faster engines that no one has prepared yet (its files arrived after start-up, by a first
-    use's download) gets them prepared in a background thread: this request and those until it is done are
-    served fp32.
+    use's download) gets them prepared as at start-up (:func:`prepare_engines`, in a background thread that waits
+    for a child process): this request and those until it is done are served fp32.
     """
     device = pick_device()
 
