@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import threading
 
@@ -61,8 +62,9 @@ def build_app() -> gr.Blocks:
 
 
 def prepare_engines_in_background() -> threading.Thread:
-    """Convert and time the faster engines (core.engines) of the models that have some, off the request path:
-    the first visitors are served by PyTorch fp32 meanwhile, and each panel says which engine served it."""
+    """Convert and time the faster engines (core.engines) of the models that have some, off the request path (in a
+    child process, weights.engine_builds): the first visitors are served by PyTorch fp32 meanwhile, and each panel
+    says which engine served it."""
     names = [n for n in weights.list_models() if weights.get_record(n).engines]
     thread = threading.Thread(target=weights.prepare_engines, args=(names,), name="prepare-engines", daemon=True)
     thread.start()
@@ -89,6 +91,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    # The operator's log says which engine each model got, and why one did not (core.engines, weights).
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    for name in ("core", "weights"):
+        logging.getLogger(name).setLevel(logging.INFO)
     settings = runtime.use(runtime.Settings.from_args(args))
     if settings.gallery:
         try:

@@ -1,4 +1,4 @@
-"""How long a fresh host takes to compile a model's Inductor packages (what the app's start-up thread does once),
+"""How long a fresh host takes to compile a model's Inductor packages (what the app's engine build does once),
 one after another and side by side, in one run.
 
     python bench/compile.py [--model enet-camvid] [--rounds 1] [--weights-dir ../shared/weights]

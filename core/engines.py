@@ -9,10 +9,12 @@ compiler) the fastest one *by measurement*: each candidate is timed against fp32
 once per host, and the choice is kept on disk with the converted model (OpenVINO IR, Inductor's .pt2 package).
 An operator forces one engine with ``--runtime``.
 
-Conversion, compilation and timing cost seconds to a few minutes per model, so they never run inside a visitor's
-request: :func:`prepare` runs in a background thread when the app starts (``weights.prepare_engines``), and a
-model that is not prepared yet is served by fp32 PyTorch meanwhile. :func:`described` says which engine served a
-model, so each panel can say it.
+Conversion, compilation and timing cost seconds to a few minutes per model, and ``torch.export`` (behind
+Inductor and OpenVINO's converter) changes process-wide dispatch state, so an eager call in another thread fails
+beside it. So :func:`prepare` (build, time, choose) runs in a child process of the app
+(``weights.engine_builds``), and the serving process only loads what the child left in :func:`cache_dir`
+(:func:`load_prepared`); a model that is not prepared yet is served by fp32 PyTorch meanwhile. :func:`described`
+says which engine served a model, so each panel can say it.
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ class InductorModel(Accelerated):
         return self._compiled(x.detach().float().contiguous())
 
 
+class NotBuilt(LookupError):
+    """An engine's converted model, or ``auto``'s choice, is not in the cache yet: :func:`prepare` must run first."""
+
+
 def cache_dir() -> Path:
     """Converted models and per-host choices: ``CVHUB_CACHE_DIR``/engines, else ~/.cache/cvhub/engines."""
     base = os.environ.get("CVHUB_CACHE_DIR")
@@ -192,21 +198,28 @@ def compile_inductor(jobs: dict[str, tuple[nn.Module, torch.Tensor, int]]) -> No
             done.result()
 
 
+def _built(path: Path) -> Path:
+    if not path.exists():
+        raise NotBuilt(f"{path.name} is not in {path.parent} yet")
+    return path
+
+
 def load_inductor(key: str):
     """The package :func:`compile_inductor` made for ``key``, ready to call."""
-    return torch._inductor.aoti_load_package(str(cache_dir() / f"{key}.pt2"))
+    return torch._inductor.aoti_load_package(str(_built(cache_dir() / f"{key}.pt2")))
 
 
-def convert_openvino(module: nn.Module, example: torch.Tensor, engine: str, *, stride: int, key: str):
+def convert_openvino(module: nn.Module, example: torch.Tensor, engine: str, *, stride: int, key: str,
+                     build: bool = True):
     """``module`` as an OpenVINO compiled model taking any batch and any H, W multiple of ``stride``.
 
     Exported with ``torch.export``, converted, saved as IR under :func:`cache_dir` by ``key``, so a restart
-    compiles the saved IR instead of converting again.
+    compiles the saved IR instead of converting again. ``build=False``: only the saved IR, else :class:`NotBuilt`.
     """
     import openvino as ov  # noqa: PLC0415 (optional: only hosts that installed it)
 
     path = cache_dir() / f"{key}.xml"
-    if not path.exists():
+    if build and not path.exists():
         exported = _export(module, example, stride)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.xml")
@@ -214,7 +227,7 @@ def convert_openvino(module: nn.Module, example: torch.Tensor, engine: str, *, s
         tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
         tmp.replace(path)
     precision = "bf16" if engine == "openvino-bf16" else "f32"
-    return ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
+    return ov.Core().compile_model(str(_built(path)), "CPU", {"INFERENCE_PRECISION_HINT": precision,
                                                       "PERFORMANCE_HINT": "LATENCY"})
 
 
@@ -234,8 +247,12 @@ def _inductor_job(module: nn.Module, engine: str, example: torch.Tensor, *, stri
     return f"{_digest(module, key)}-{engine}-torch{torch.__version__}", (traced, _batch_of_two(example), stride)
 
 
-def accelerate(module: nn.Module, engine: str, example: torch.Tensor, *, stride: int = 32, key: str = "") -> nn.Module:
-    """``module`` run by ``engine`` (``eager`` returns it unchanged). ``example``: an input of the working size."""
+def accelerate(module: nn.Module, engine: str, example: torch.Tensor, *, stride: int = 32, key: str = "",
+               build: bool = True) -> nn.Module:
+    """``module`` run by ``engine`` (``eager`` returns it unchanged). ``example``: an input of the working size.
+
+    ``build=False`` only loads a converted or compiled model from :func:`cache_dir` (:class:`NotBuilt` where it is
+    missing): what the serving process does, since exporting there would break its requests."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine == "eager":
@@ -244,14 +261,15 @@ def accelerate(module: nn.Module, engine: str, example: torch.Tensor, *, stride:
         return Bf16Autocast(module)
     if engine.startswith("inductor"):
         key, job = _inductor_job(module, engine, example, stride=stride, key=key)
-        compile_inductor({key: job})
+        if build:
+            compile_inductor({key: job})
         return InductorModel(module, load_inductor(key), engine)
-    batch = _batch_of_two(example)
-    with torch.no_grad():
-        returns_list = not isinstance(module(example[:1]), torch.Tensor)
     # OpenVINO's version may name a branch: releases/2026/4.
     key = f"{_digest(module, key)}-ov{_openvino_version().replace('/', '_')}"
-    return OpenVINOModel(module, convert_openvino(module, batch, engine, stride=stride, key=key), engine, returns_list)
+    compiled = convert_openvino(module, _batch_of_two(example), engine, stride=stride, key=key, build=build)
+    with torch.no_grad():
+        returns_list = not isinstance(module(example[:1]), torch.Tensor)
+    return OpenVINOModel(module, compiled, engine, returns_list)
 
 
 @torch.no_grad()
@@ -323,31 +341,53 @@ def _example(record, model: nn.Module, stride: int) -> torch.Tensor:
     return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
 
 
-def prepare(name: str, model: nn.Module, runtime: str = "auto") -> nn.Module:
-    """``model`` with the engine ``runtime`` asks for installed: the module to serve ``name`` with from now on.
-
-    ``auto``: the choice measured earlier on this host, else each supported candidate is converted and timed
-    against fp32, and the fastest is saved and installed. A forced engine that the record does not list (it
-    would change the answers) or that this host cannot run leaves fp32, with a log line.
-    """
+def _candidates(name: str, model: nn.Module, among) -> list[str]:
+    """The engines of ``among`` that ``name``'s record lists and this host runs."""
     from weights import get_record  # noqa: PLC0415 (the registry imports this module)
 
     device = next(model.parameters()).device
-    candidates = [e for e in get_record(name).engines if supported(e, device)]
+    return [e for e in get_record(name).engines if e in among and supported(e, device)]
+
+
+def _chosen(name: str, model: nn.Module, runtime: str, among) -> str | None:
+    """The engine ``runtime`` asks for on this host: a forced one, else ``auto``'s saved choice; None where
+    ``auto`` has candidates but has not measured them on this host yet. A forced engine that the record does not
+    list (it would change the answers), that this host cannot run or that ``among`` leaves out leaves fp32, with a
+    log line."""
+    candidates = _candidates(name, model, among)
     if runtime not in ("auto", "eager", *candidates):
         log.warning("%s: runtime %s is not among this model's engines on this host (%s); serving fp32",
                     name, runtime, ", ".join(candidates) or "none")
-        runtime = "eager"
-    chosen = runtime
-    if runtime == "auto":
-        saved = _load_choices().get(name, {}).get("engine")  # ignored if the record has since dropped it
-        if saved in ("eager", *candidates):
-            chosen = saved
-        elif candidates:  # measured now: the timed module itself is installed, not built a second time
-            return _place(name, model, *_measure(name, model, candidates))
-        else:
-            chosen = "eager"
+        return "eager"
+    if runtime != "auto":
+        return runtime
+    saved = _load_choices().get(name, {}).get("engine")  # ignored if the record has since dropped it
+    if saved in ("eager", *candidates):
+        return saved
+    return None if candidates else "eager"
+
+
+def prepare(name: str, model: nn.Module, runtime: str = "auto", among=ENGINES) -> nn.Module:
+    """``model`` with the engine ``runtime`` asks for installed: the module to serve ``name`` with from now on.
+
+    ``auto``: the choice measured earlier on this host, else each supported candidate is converted and timed
+    against fp32, and the fastest is saved and installed. ``among``: the engines the operator allows (the settings'
+    ``engines``, ``CVHUB_ENGINES``). Exports and compiles: never in a process that serves requests (see the
+    module's docstring); there, :func:`load_prepared`.
+    """
+    chosen = _chosen(name, model, runtime, among)
+    if chosen is None:  # measured now: the timed module itself is installed, not built a second time
+        return _place(name, model, *_measure(name, model, _candidates(name, model, among)))
     return install(name, model, chosen)
+
+
+def load_prepared(name: str, model: nn.Module, runtime: str = "auto", among=ENGINES) -> nn.Module:
+    """What :func:`prepare` returns, from what an earlier :func:`prepare` left in the cache, building nothing:
+    :class:`NotBuilt` where ``auto`` has not measured yet or the engine's converted model is missing."""
+    chosen = _chosen(name, model, runtime, among)
+    if chosen is None:
+        raise NotBuilt(f"{name}: its engines are not measured on this host yet")
+    return install(name, model, chosen, build=False)
 
 
 def _where(name: str, model: nn.Module):
@@ -400,13 +440,15 @@ def inductor_jobs(name: str, model: nn.Module, candidates) -> dict[str, tuple[nn
                 for e in candidates if e.startswith("inductor"))
 
 
-def install(name: str, model: nn.Module, engine: str) -> nn.Module:
+def install(name: str, model: nn.Module, engine: str, *, build: bool = True) -> nn.Module:
     """``model`` run by ``engine`` (any engine, listed by the record or not: the bench compares them all).
 
     Converted models are cached on disk, so this costs seconds, not minutes, after the first time on a host.
+    ``build=False``: only from the cache (see :func:`accelerate`).
     """
     record, part, example, stride = _where(name, model)
-    return _place(name, model, engine, accelerate(part, engine, example, stride=stride, key=_key(name, record)))
+    fast = accelerate(part, engine, example, stride=stride, key=_key(name, record), build=build)
+    return _place(name, model, engine, fast)
 
 
 def _key(name: str, record) -> str:
@@ -427,10 +469,17 @@ def _place(name: str, model: nn.Module, engine: str, fast: nn.Module) -> nn.Modu
 
 
 def reinstall(name: str, model: nn.Module) -> nn.Module:
-    """A freshly loaded ``model`` with the engine :func:`prepare` chose for it earlier in this process (a model
-    the cache evicted and loads again); unchanged when none was prepared."""
+    """A freshly loaded ``model`` with the engine installed for it earlier in this process (a model the cache
+    evicted and loads again), from the cache; unchanged when none was, or when its converted model is gone."""
     engine = _prepared.get(name, "eager")
-    return model if engine == "eager" else prepare(name, model, engine)
+    if engine == "eager":
+        return model
+    try:
+        return load_prepared(name, model, engine)
+    except NotBuilt as exc:  # the cache folder was emptied meanwhile: fp32 rather than an export in a request
+        log.warning("%s: %s; serving fp32", name, exc)
+        settle(name, "eager")
+        return model
 
 
 def described(name: str) -> str:

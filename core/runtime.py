@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from core.engines import RUNTIMES
+from core.engines import ENGINES, RUNTIMES
 from core.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -37,12 +37,16 @@ class Settings:
     concurrency: int = 2  # jobs of one event the app's queue runs at once
     gallery: Path | None = None  # one face gallery shared by every visitor (None: one per session)
     runtime: str = "auto"  # the engine models run on (core.engines): auto picks per model and host by measurement
+    #: The engines auto may pick among (and a forced runtime must be one of): all by default; fewer make a start
+    #: with an empty engine cache shorter (Inductor compiles for a minute or more per model).
+    engines: tuple[str, ...] = ENGINES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **flags) -> Settings:
         """Flags (``device``, ``weights_dir``, ``max_batch_size``, ``concurrency``, ``gallery``, ``runtime``; None:
         not given) over ``CVHUB_DEVICE``, ``CVHUB_WEIGHTS_DIR``, ``CVHUB_MAX_BATCH_SIZE``, ``CVHUB_CONCURRENCY``,
-        ``CVHUB_GALLERY``, ``CVHUB_RUNTIME`` over the defaults: the one place that reads them."""
+        ``CVHUB_GALLERY``, ``CVHUB_RUNTIME`` over the defaults: the one place that reads them. ``CVHUB_ENGINES``
+        (comma-separated, no flag) narrows the engines ``auto`` picks among."""
         env = os.environ if environ is None else environ
 
         def pick(field: str) -> str | None:
@@ -55,8 +59,12 @@ class Settings:
         runtime = pick("runtime") or cls.runtime
         if runtime not in RUNTIMES:
             raise UserError(f"The runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}.")
+        allowed = tuple(e.strip() for e in (pick("engines") or ",".join(ENGINES)).split(",") if e.strip())
+        if unknown := [e for e in allowed if e not in ENGINES]:
+            raise UserError(f"CVHUB_ENGINES may list {', '.join(ENGINES)}, not {', '.join(map(repr, unknown))}.")
         paths = {f: Path(pick(f)).expanduser() if pick(f) else None for f in ("weights_dir", "gallery")}
-        return cls(device=device, runtime=runtime, max_batch_size=int(pick("max_batch_size") or cls.max_batch_size),
+        return cls(device=device, runtime=runtime, engines=allowed,
+                   max_batch_size=int(pick("max_batch_size") or cls.max_batch_size),
                    concurrency=int(pick("concurrency") or cls.concurrency), **paths)
 
     @classmethod

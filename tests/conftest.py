@@ -9,7 +9,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import weights
 from core import runtime
@@ -63,6 +65,13 @@ def start_app(command: list[str], env: dict[str, str], log) -> tuple[subprocess.
                 proc.terminate()
                 raise AssertionError("the app did not answer within 120 s") from None
             time.sleep(0.5)
+
+
+def overlays_agree(path_a: str, path_b: str) -> bool:
+    """Whether two segmentation overlays (the panel's PNGs) show the same labels on >= 99 % of their pixels: what
+    an engine keeps of fp32's answer (>= 99.5 % of the labels, tests/test_engines.py), with a margin for rounding."""
+    a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=np.int16) for p in (path_a, path_b))
+    return a.shape == b.shape and (np.abs(a - b).max(axis=2) <= 2).mean() >= 0.99
 
 
 @pytest.fixture(scope="session")

@@ -139,6 +139,20 @@ def test_auto_leaves_out_an_engine_that_fails_to_build_here(monkeypatch, tmp_pat
     assert getattr(served, "engine", "eager") == chosen["engine"]
 
 
+def test_the_serving_process_loads_engines_and_never_builds_one(monkeypatch, tmp_path, shared_weights):
+    """What the app's process does (core.engines.load_prepared): with nothing built, it says so instead of exporting
+    beside the requests it serves (the export is a child's job, weights.engine_builds)."""
+    def export(*args, **kwargs):
+        raise AssertionError("exported in the serving process")
+
+    monkeypatch.setenv("CVHUB_CACHE_DIR", str(tmp_path))  # empty: a restart of a free Space
+    monkeypatch.setattr(torch.export, "export", export)
+    for runtime in ("auto", "inductor"):
+        with pytest.raises(engines.NotBuilt):
+            engines.load_prepared("enet-camvid", weights.create("enet-camvid"), runtime)
+    assert not list(tmp_path.rglob("*.pt2"))
+
+
 def test_a_forced_engine_the_record_leaves_out_serves_fp32(shared_weights):
     model = weights.create("segnet-vgg19-camvid")
     assert engines.prepare("segnet-vgg19-camvid", model, "openvino") is model

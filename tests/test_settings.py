@@ -30,6 +30,9 @@ def test_a_flag_wins_over_its_variable_and_the_variable_over_the_default(tmp_pat
         runtime.Settings(gallery=Path("/other.db"), concurrency=1)
     with pytest.raises(UserError, match="device must be one of"):
         runtime.Settings.from_env({"CVHUB_DEVICE": "tpu"})
+    assert runtime.Settings.from_env({"CVHUB_ENGINES": "openvino, bf16"}).engines == ("openvino", "bf16")
+    with pytest.raises(UserError, match="CVHUB_ENGINES may list"):
+        runtime.Settings.from_env({"CVHUB_ENGINES": "openvino,tensorrt"})
     # The app reads the same flags through the same function.
     args = app.parse_args(["--weights-dir", str(tmp_path), "--device", "cpu"])
     assert runtime.Settings.from_args(args, env) == runtime.Settings("cpu", tmp_path, 3)

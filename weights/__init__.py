@@ -11,6 +11,7 @@ import threading
 
 from core import engines
 from core.runtime import ModelCache, pick_device, settings
+from weights.engine_builds import build_in_child
 from weights.registry import (
     ExternalFile,
     HubFile,
@@ -47,8 +48,8 @@ def load(name: str):
     """The model ``name`` on the configured device, created on first use and cached.
 
     A model with faster engines that no one has prepared yet (its files arrived after start-up, by a first
-    use's download) gets them prepared in a background thread: this request and those until it is done are
-    served fp32.
+    use's download) gets them prepared as at start-up (:func:`prepare_engines`, in a background thread that waits
+    for a child process): this request and those until it is done are served fp32.
     """
     device = pick_device()
 
@@ -63,22 +64,32 @@ def load(name: str):
 
 
 def prepare_engines(names) -> None:
-    """Load each model of ``names`` whose files are here and install the engine the settings' runtime picks
-    (:func:`core.engines.prepare`): conversion and timing happen here, once, not in a visitor's request.
-    A model whose engine fails to build keeps serving fp32: a faster path is never worth a broken one."""
+    """Install on each model of ``names`` whose files are here the engine the settings' runtime picks: built,
+    timed and chosen once per host in a child process (:mod:`weights.engine_builds`), then loaded here from the
+    engine cache. A model whose engine fails to build keeps serving fp32: a faster path is never worth a broken
+    one."""
     names = [n for n in names if is_available(get_record(n))]
     if settings().runtime == "eager":
         return
     engines.schedule(names)
     for name in names:
-        model = load(name)
         try:
-            fast = engines.prepare(name, model, settings().runtime)
+            fast = _prepared(name)
         except Exception:  # noqa: BLE001 (a converter's failure of any kind)
             _log.exception("%s: no faster engine, serving PyTorch fp32", name)
             engines.settle(name, "eager")
             continue
         _model_cache().put(f"{name}@{pick_device()}", fast)
+        _log.info("%s: now served by %s", name, engines.described(name))
+
+
+def _prepared(name: str):
+    """``name``'s model with its engine, loaded from the engine cache, which a child fills first if need be."""
+    try:
+        return engines.load_prepared(name, load(name), settings().runtime, settings().engines)
+    except engines.NotBuilt:
+        build_in_child(name, settings())
+    return engines.load_prepared(name, load(name), settings().runtime, settings().engines)
 
 
 def is_loaded(name: str) -> bool:
