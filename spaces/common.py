@@ -19,6 +19,7 @@ import numpy as np
 import skimage.data
 from gradio import processing_utils
 from gradio.profiling import traced_sync
+from gradio.utils import NamedString
 from PIL import Image
 
 import weights
@@ -101,6 +102,27 @@ class UploadImage(gr.Image):
         if payload is None or payload.path is None:
             return super().preprocess(payload) if payload is not None else None
         return str(Path(payload.path))
+
+
+class UploadFiles(gr.File):
+    """``gr.File`` (type "filepath") without Gradio's stray temp file.
+
+    Gradio's ``File`` opens an empty ``NamedTemporaryFile`` in its cache for every uploaded file and never deletes
+    it (nor closes it): each enrolment would leave one file per photo behind when the app stops. The handler gets
+    the upload's path, as from ``gr.File``.
+    """
+
+    is_template = True  # the frontend renders it with gr.File's Svelte component
+
+    def get_config(self, cls=None):
+        return super().get_config(cls or gr.File)
+
+    @classmethod
+    def get_component_class_id(cls) -> str:
+        return gr.File.get_component_class_id()
+
+    def _process_single_file(self, f):
+        return NamedString(f.path)
 
 
 def read_image(upload, *, what: str = "image", max_side: int = DEFAULT_MAX_SIDE,

@@ -26,7 +26,7 @@ from core.faces.pipeline import (
 from core.faces.recognition import enroll_images, identify_image
 from core.faces.verification import verify_faces
 from spaces import triplet
-from spaces.common import UploadImage, markdown_text, read_image, shipped_example, user_errors
+from spaces.common import UploadFiles, UploadImage, markdown_text, read_image, shipped_example, user_errors
 from spaces.face_galleries import end_session, gallery_for, is_shared
 
 TITLE = "Faces"
@@ -244,7 +244,7 @@ def build() -> None:
                     name = gr.Textbox(label="Name", max_length=gallery_db.MAX_NAME_LENGTH, elem_id="faces-name")
                     # No file_types: Gradio would refuse by extension with its own words; the loader reads the
                     # content and explains in one sentence what it cannot use.
-                    photos = gr.File(file_count="multiple", label="Photo(s) of this person", elem_id="faces-photos")
+                    photos = UploadFiles(file_count="multiple", label="Photo(s) of this person", elem_id="faces-photos")
                     enroll_btn = gr.Button("Enroll", variant="primary", elem_id="faces-enroll")
                 with gr.Column():
                     query = UploadImage(label="Who is in this photo?")

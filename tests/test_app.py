@@ -4,6 +4,8 @@ import glob
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ import weights
 from spaces import face_galleries, faces, lab
 from spaces.common import UploadImage, read_image, user_errors
 from spaces.privacy import MAX_UPLOAD_MB
+from tests.conftest import start_app
 
 LECTURE = {"headers": ["1", "2", "3", "4"], "data": [[1, 3, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]}
 VALUES = {"headers": ["1", "2"], "data": [[1, 2], [3, 4]]}
@@ -125,6 +128,37 @@ def test_uploads_results_and_session_galleries_do_not_outlive_the_hour():
     assert sweep + age <= 3600
     unloads = [fn for fn in demo.fns.values() if any(target[1] == "unload" for target in fn.targets)]
     assert [fn.fn for fn in unloads] == [faces.unload] and faces.unload is face_galleries.end_session
+
+
+def _files_under(folder) -> set[str]:
+    return {os.path.join(root, f) for root, _, files in os.walk(folder) for f in files}
+
+
+def test_sigterm_stops_the_app_cleanly_and_leaves_no_visitor_file(shared, tmp_path):
+    """Spaces and containers stop an app with SIGTERM: the real app, asked to segment an upload and to enrol a
+    face, must then exit with status 0 and leave neither the upload, the result nor the session gallery (0600 in
+    a 0700 folder while it lives) in its temp folder, where the next instance would serve them."""
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", TMPDIR=str(tmp_path))
+    with open(tmp_path.parent / f"{tmp_path.name}-app.log", "w") as log:
+        proc, url = start_app([sys.executable, "app.py", "--device", "cpu", "--weights-dir",
+                               str(shared / "weights")], env, log)
+        try:
+            before = _files_under(tmp_path)
+            client = Client(url, verbose=False)
+            street = shared / "data" / "camvid" / "val" / "0016E5_07971.jpg"
+            client.predict(handle_file(str(street)), "enet-camvid", 0.6, api_name="/segment")
+            face = shared / "data" / "faces" / "gallery_and_queries" / "train" / "obama" / "obama.jpg"
+            client.predict("Ada", [handle_file(str(face))], "dlib", api_name="/enroll")
+            left = _files_under(tmp_path) - before
+            galleries = tmp_path / "cvhub-galleries"
+            assert [f for f in left if f.endswith(".db")] and os.stat(galleries).st_mode & 0o777 == 0o700
+            assert all(os.stat(f).st_mode & 0o777 == 0o600 for f in left if str(galleries) in f)
+            assert any("0016E5_07971" in f for f in left) and any(f.endswith(".png") for f in left), left
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            status = proc.wait(timeout=60)
+    assert status == 0
+    assert not [f for f in left if os.path.exists(f)], (sorted(left), _files_under(tmp_path))
 
 
 def _enrol(page, name: str, photo) -> None:

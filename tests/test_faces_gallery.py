@@ -184,6 +184,10 @@ def test_session_galleries_end_idle_and_stale(tmp_path):
 
     a, b = galleries.store("a"), galleries.store("b")
     a.enroll("Ada", torch.zeros(1, 2), backend="toy")
+    # Faces are biometric data: no other account on the host may list the folder or read a file in it.
+    assert folder.stat().st_mode & 0o777 == 0o700
+    written = [p for p in folder.iterdir() if p.name.startswith(a.path.name)]  # the gallery (-wal, -shm while open)
+    assert written and all(p.stat().st_mode & 0o777 == 0o600 for p in written)
     assert galleries.store("a") is a and a.path != b.path and a.path.exists()
     galleries.end("a")
     assert not a.path.exists() and len(galleries) == 1

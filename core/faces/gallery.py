@@ -190,8 +190,12 @@ class GalleryStore:
             self._create_schema()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"The gallery file {self.path} is not a usable SQLite database ({exc}).") from exc
+        except OSError as exc:  # a folder of that name, no permission
+            raise UserError(f"The gallery file {self.path} cannot be opened ({exc.strerror}).") from exc
 
     def _create_schema(self) -> None:
+        # Faces are biometric data: a new file is its owner's alone (SQLite gives its -wal and -shm the same mode).
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             # WAL: readers see the last commit while a writer works; a killed writer's
@@ -381,6 +385,9 @@ class Galleries:
         self._lock = threading.Lock()
         self._sessions: dict[str, tuple[GalleryStore, float]] = {}
         if self.shared is None:
+            # Visitors' faces: no other account on the host may list or read the folder.
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.folder.chmod(0o700)  # made by an older version, or under another umask
             self.sweep_stale()
 
     def _path_for(self, session_id: str) -> Path:
