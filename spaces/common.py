@@ -174,10 +174,16 @@ def grouped_batch(images: list, key, run_group, *, what: str, max_side: int, fai
 WALL_TIME = "wall time on this shared server, so it varies with the other requests running"
 
 
+#: Characters that make Markdown of plain text: its markup, HTML's, and the ":", "/", "." and "@" of a web or mail
+#: address, which the renderer turns into a live link even when backslash-escaped (and then shows the backslashes).
+_MARKDOWN_ACTIVE = re.compile(r"[\\`*_{}\[\]()#+\-.!|~<>&:/@]")
+
+
 def markdown_text(text: str) -> str:
     """Text a visitor typed (a name), for a Markdown component: shown literally, never as markup, a link or
-    HTML (a name like ``![b](http://host/beacon.png)`` would make every viewer's browser fetch that URL)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>])", r"\\\1", html.escape(str(text), quote=False))
+    HTML (a name like ``![b](http://host/beacon.png)`` would make every viewer's browser fetch that URL).
+    Each active character becomes its HTML character reference, which the browser shows as the character."""
+    return _MARKDOWN_ACTIVE.sub(lambda m: f"&#{ord(m.group())};", str(text))
 
 
 def _as_gradio_error(exc: Exception) -> gr.Error:

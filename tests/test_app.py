@@ -182,16 +182,20 @@ def test_browser_enrols_clears_the_form_keeps_the_gallery_on_failure_and_forgets
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(running_app)
         page.get_by_role("tab", name="Faces", exact=True).click()
-        _enrol(page, "Ada <b>L</b>", photo)
+        name = "Ada <b>L</b> http://2130706433:8765/x.y"  # markup and a web address: both must stay plain text
+        _enrol(page, name, photo)
         assert page.locator("#faces-name textarea, #faces-name input").first.input_value() == ""  # a fresh form
         people = page.locator("#faces-people")
-        assert "Ada <b>L</b>" in people.inner_text()  # the name as typed: text, not markup
+        assert name in people.inner_text()  # the name as typed: text, not markup
+        status = page.locator("#faces-status")
+        assert f"Enrolled {name} with 1 new face(s)." in status.inner_text()  # no stray backslash either
+        assert status.locator("a").count() == 0  # no live link
         mine = set(glob.glob(sessions)) - before
         assert len(mine) == 1  # this tab's own gallery file
         page.locator("#faces-enroll").click()  # no name, no photo: fails with its sentence
         page.get_by_text("Please upload at least one photo").first.wait_for(timeout=60_000)
         page.wait_for_timeout(500)
-        assert "Ada <b>L</b>" in people.inner_text() and "Error" not in people.inner_text()
+        assert name in people.inner_text() and "Error" not in people.inner_text()
         page.close()  # the tab closes: demo.unload deletes its gallery
         deadline = time.monotonic() + 60
         while any(os.path.exists(f) for f in mine) and time.monotonic() < deadline:
