@@ -24,7 +24,7 @@ import weights
 from spaces import face_galleries, faces, lab
 from spaces.common import UploadImage, read_image, user_errors
 from spaces.privacy import MAX_UPLOAD_MB
-from tests.conftest import start_app
+from tests.conftest import REPO, start_app
 
 LECTURE = {"headers": ["1", "2", "3", "4"], "data": [[1, 3, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]}
 VALUES = {"headers": ["1", "2"], "data": [[1, 2], [3, 4]]}
@@ -196,6 +196,7 @@ def test_browser_enrols_clears_the_form_keeps_the_gallery_on_failure_and_forgets
         page.get_by_text("Please upload at least one photo").first.wait_for(timeout=60_000)
         page.wait_for_timeout(500)
         assert name in people.inner_text() and "Error" not in people.inner_text()
+        assert "Enrolled" not in status.inner_text()  # the failure is not read as the last success
         page.close()  # the tab closes: demo.unload deletes its gallery
         deadline = time.monotonic() + 60
         while any(os.path.exists(f) for f in mine) and time.monotonic() < deadline:
@@ -229,6 +230,12 @@ def test_browser_faces_and_visualize_answer_where_the_student_looks(running_app,
         box = verdict.get_by_text("Same person").bounding_box()
         assert page.evaluate("window.scrollY") == 0 and box["y"] + box["height"] <= 800
         assert "wall time on a shared CPU" in verdict.inner_text()
+        # A photo with no face: the error, and no longer the verdict it cannot stand for.
+        page.locator("#faces-photo2 input[type=file]").set_input_files(str(REPO / "spaces/examples/cup-coffee.jpg"))
+        page.wait_for_timeout(1500)
+        page.locator("#faces-verify").click()
+        page.get_by_text("No face", exact=False).first.wait_for(timeout=120_000)
+        assert "Same person" not in verdict.inner_text()
 
         _enrol(page, "Barack", obama)
         page.locator("#faces-enroll").click()  # no name, no photo: fails with its sentence
