@@ -12,9 +12,11 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import threading
 
 import gradio as gr
+from gradio.route_utils import delete_files_created_by_app
 
 import weights
 from core import runtime
@@ -71,6 +73,18 @@ def prepare_engines_in_background() -> threading.Thread:
     return thread
 
 
+def stop_cleanly_on_sigterm() -> None:
+    """Make SIGTERM stop the app as Ctrl+C does. Spaces and containers stop an app with SIGTERM, whose default ends
+    the process at once: the visitors' uploads and results would stay in Gradio's temp folder (served by the next
+    instance) and their session galleries on disk. As a KeyboardInterrupt in the main thread it takes Ctrl+C's
+    path: Gradio closes its server, which deletes every file it cached, and atexit deletes the galleries."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -102,9 +116,16 @@ def main(argv=None) -> None:
         except UserError as exc:
             raise SystemExit(f"--gallery {settings.gallery}: {exc}") from None
     demo = build_app()
+    stop_cleanly_on_sigterm()
     prepare_engines_in_background()
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                    max_file_size=f"{privacy.MAX_UPLOAD_MB}mb")
+    finally:
+        # Gradio deletes the files it cached (uploads, results) when its server shuts down, but that shutdown waits
+        # for open connections (each open tab and API client keeps one) and launch gives up on it after 5 s, so
+        # they would stay: delete them here, as Gradio would.
+        delete_files_created_by_app(demo, age=None)
 
 
 if __name__ == "__main__":

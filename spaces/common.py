@@ -19,6 +19,7 @@ import numpy as np
 import skimage.data
 from gradio import processing_utils
 from gradio.profiling import traced_sync
+from gradio.utils import NamedString
 from PIL import Image
 
 import weights
@@ -103,6 +104,27 @@ class UploadImage(gr.Image):
         return str(Path(payload.path))
 
 
+class UploadFiles(gr.File):
+    """``gr.File`` (type "filepath") without Gradio's stray temp file.
+
+    Gradio's ``File`` opens an empty ``NamedTemporaryFile`` in its cache for every uploaded file and never deletes
+    it (nor closes it): each enrolment would leave one file per photo behind when the app stops. The handler gets
+    the upload's path, as from ``gr.File``.
+    """
+
+    is_template = True  # the frontend renders it with gr.File's Svelte component
+
+    def get_config(self, cls=None):
+        return super().get_config(cls or gr.File)
+
+    @classmethod
+    def get_component_class_id(cls) -> str:
+        return gr.File.get_component_class_id()
+
+    def _process_single_file(self, f):
+        return NamedString(f.path)
+
+
 def read_image(upload, *, what: str = "image", max_side: int = DEFAULT_MAX_SIDE,
                inline_notes: bool = False) -> LoadedImage:
     """An upload (path, PIL image or array) as RGB. What changed on the way (downscaled, first frame, ...) is in
@@ -148,14 +170,26 @@ def grouped_batch(images: list, key, run_group, *, what: str, max_side: int, fai
     return [list(column) for column in zip(*results)]
 
 
+def cleared(count: int):
+    """An event handler that empties ``count`` outputs. A button runs it (``queue=False``) before its real handler
+    (``.then``): a failure's Error then shows over nothing, not over the previous answer it no longer stands for."""
+    return lambda: None if count == 1 else [None] * count
+
+
 #: Said beside every timing shown: on a busy host the same request took 188 ms, then 2744 ms.
 WALL_TIME = "wall time on this shared server, so it varies with the other requests running"
 
 
+#: Characters that make Markdown of plain text: its markup, HTML's, and the ":", "/", "." and "@" of a web or mail
+#: address, which the renderer turns into a live link even when backslash-escaped (and then shows the backslashes).
+_MARKDOWN_ACTIVE = re.compile(r"[\\`*_{}\[\]()#+\-.!|~<>&:/@]")
+
+
 def markdown_text(text: str) -> str:
     """Text a visitor typed (a name), for a Markdown component: shown literally, never as markup, a link or
-    HTML (a name like ``![b](http://host/beacon.png)`` would make every viewer's browser fetch that URL)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>])", r"\\\1", html.escape(str(text), quote=False))
+    HTML (a name like ``![b](http://host/beacon.png)`` would make every viewer's browser fetch that URL).
+    Each active character becomes its HTML character reference, which the browser shows as the character."""
+    return _MARKDOWN_ACTIVE.sub(lambda m: f"&#{ord(m.group())};", str(text))
 
 
 def _as_gradio_error(exc: Exception) -> gr.Error:

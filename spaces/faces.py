@@ -26,7 +26,7 @@ from core.faces.pipeline import (
 from core.faces.recognition import enroll_images, identify_image
 from core.faces.verification import verify_faces
 from spaces import triplet
-from spaces.common import UploadImage, markdown_text, read_image, shipped_example, user_errors
+from spaces.common import UploadFiles, UploadImage, cleared, markdown_text, read_image, shipped_example, user_errors
 from spaces.face_galleries import end_session, gallery_for, is_shared
 
 TITLE = "Faces"
@@ -234,9 +234,13 @@ def build() -> None:
                          [portrait, shipped_example("face-biden-2010.jpg")]],
                         [photo1, photo2], label="Examples: the same person in two photos; two different people")
             last = gr.State(None)
-            # Progress and a failure show on the verdict, next to the button (the toast says the sentence too).
-            go.click(verify, [photo1, photo2, face1, face2, threshold, backend],
-                     [boxes1, boxes2, crops, verdict, last], api_name="verify", show_progress_on=[verdict])
+            # Progress and a failure show on the verdict, next to the button (the toast says the sentence too); a new
+            # try first clears the last answer, so a failure is not read as the old verdict.
+            answer = [boxes1, boxes2, crops, verdict, last]
+            go.click(cleared(len(answer)), None, answer, queue=False, show_progress="hidden",
+                     api_visibility="private").then(
+                verify, [photo1, photo2, face1, face2, threshold, backend], answer, api_name="verify",
+                show_progress_on=[verdict])
             threshold.release(reverdict, [last, threshold], verdict, api_name=False)
         with gr.Tab("Recognition"):
             with gr.Row():
@@ -244,7 +248,7 @@ def build() -> None:
                     name = gr.Textbox(label="Name", max_length=gallery_db.MAX_NAME_LENGTH, elem_id="faces-name")
                     # No file_types: Gradio would refuse by extension with its own words; the loader reads the
                     # content and explains in one sentence what it cannot use.
-                    photos = gr.File(file_count="multiple", label="Photo(s) of this person", elem_id="faces-photos")
+                    photos = UploadFiles(file_count="multiple", label="Photo(s) of this person", elem_id="faces-photos")
                     enroll_btn = gr.Button("Enroll", variant="primary", elem_id="faces-enroll")
                 with gr.Column():
                     query = UploadImage(label="Who is in this photo?")
@@ -269,10 +273,15 @@ def build() -> None:
             # A failure shows its sentence on the status line alone (show_progress_on): the gallery view and
             # the form keep what they showed, and the handler's outputs change only on success.
             manage = dict(show_progress_on=[gallery_status])
-            enroll_btn.click(enroll, [name, photos, backend], [*gallery_view, name, photos, gallery_status],
-                             api_name="enroll", concurrency_limit=4, **manage)
-            identify_btn.click(identify, [query, rec_threshold, backend],
-                               [answer_image, answer_table, answer_note], api_name="identify")
+            # The status line and the answers are cleared first: a failure must not sit under an old success.
+            enroll_btn.click(cleared(1), None, gallery_status, queue=False, show_progress="hidden",
+                             api_visibility="private").then(
+                enroll, [name, photos, backend], [*gallery_view, name, photos, gallery_status], api_name="enroll",
+                concurrency_limit=4, **manage)
+            answers = [answer_image, answer_table, answer_note]
+            identify_btn.click(cleared(len(answers)), None, answers, queue=False, show_progress="hidden",
+                               api_visibility="private").then(
+                identify, [query, rec_threshold, backend], answers, api_name="identify")
             rename_btn.click(rename_person, [chosen, new_name], [*gallery_view, gallery_status],
                              api_name="rename_person", **manage)
             delete_btn.click(delete_person, [chosen], [*gallery_view, gallery_status], api_name="delete_person",

@@ -26,11 +26,11 @@ from spaces.common import (
     first_use_download,
     grouped_batch,
     load_model_announced,
-    not_offered_note,
     read_image,
     shipped_example,
     user_errors,
 )
+from weights.availability import availability
 
 TITLE = "Instances"
 SUMMARY = (
@@ -44,11 +44,6 @@ LECTURE_MS = 200
 #: Uploads are shrunk to this longest side: the detectors work at 540 (CamVid's) or 800 (COCO's) px short side anyway.
 DETECT_MAX_SIDE = 1280
 TABLE_HEADERS = ["#", "class", "score", "box x1, y1, x2, y2 (px)", "mask area (px)", "keypoints seen"]
-
-
-def instance_models() -> list[str]:
-    """Registered instance segmentation models whose weights are on this host or fetched on first use."""
-    return [n for n in weights.list_models("instances") if weights.is_obtainable(weights.get_record(n))]
 
 
 def predicts_keypoints(name: str) -> bool:
@@ -97,9 +92,10 @@ def _detect_group(name: str, loaded: list, scores: list[float], boxes: list[bool
     info) per request."""
     if name not in weights.list_models("instances"):
         raise UserError(f"There is no instance segmentation model called '{name}'; pick one from the list.")
+    found = availability(name)
+    if not found.runnable:  # an API client may name a model the list does not offer
+        raise UserError(f"The model '{name}' cannot run on this host: {found.note}.")
     record = weights.get_record(name)
-    if not weights.is_obtainable(record):
-        raise UserError(f"The weights of '{name}' are not on this host (see the About tab for where they come from).")
     model = load_model_announced(name, progress)
     tensors = [to_tensor(image.image) for image in loaded]
     device = next(model.parameters()).device
@@ -294,10 +290,14 @@ def build() -> None:
         "The examples (people, a cup, a cat: public domain or CC0) are offered with the COCO models; no street "
         "photo with an open licence could be shipped for the road-scene model."
     )
-    models = instance_models()
-    missing = [n for n in weights.list_models("instances") if n not in models]
+    # Only models that run here are offered: their weights are on this host, or fetched on first use from a server
+    # that answers (asked once), so a closed network gets the project's model, not an Error on its first click.
+    found = [availability(n) for n in weights.list_models("instances")]
+    models = [a.name for a in found if a.runnable]
+    missing = [a for a in found if not a.runnable]
     if missing:
-        gr.Markdown(not_offered_note(missing), elem_id="det-missing-note")
+        gr.Markdown("Not offered on this host: " + "; ".join(f"`{a.name}`: {a.note}" for a in missing) + ".",
+                    elem_id="det-missing-note")
     default = default_model(downloadable=True)
     default = default if default in models else (models[0] if models else None)
     with gr.Row():

@@ -18,8 +18,9 @@ from core.errors import MissingWeights, UserError
 from core.images import to_pil, to_tensor
 from core.runtime import pick_device, settings
 from core.segmentation import DEFAULT_MODEL, TRAINED_ON
+from core.segmentation.familiarity import mean_max_softmax, unfamiliar_note
 from core.segmentation.overlay import class_shares, overlay
-from core.segmentation.predict import TEST_SCALES, segment_as_recorded, working_scale
+from core.segmentation.predict import TEST_SCALES, logits_as_recorded, segment_as_recorded, working_scale
 from core.segmentation.speed import ms_per_frame, parameter_count
 from spaces.common import (
     WALL_TIME,
@@ -133,10 +134,11 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
     if not warm:
         # The first call pays one-off allocation costs (for this batch and these test-time choices); time the next.
         segment_as_recorded(model, record, x, **tta)
-    labels_out = []
-    ms = ms_per_frame(lambda t: labels_out.append(segment_as_recorded(model, record, t, **tta)), x,
+    logits_out = []
+    ms = ms_per_frame(lambda t: logits_out.append(logits_as_recorded(model, record, t, **tta)), x,
                       warmup=0, repeats=1)
-    labels = labels_out[-1]
+    labels = logits_out[-1].argmax(1)
+    confidences = mean_max_softmax(logits_out[-1]).tolist()  # a cat gets classes too: say when they are guesses
     shares = class_shares(labels, len(record.class_names)).cpu()
     h, w = rgb01.shape[-2:]
     s = working_scale(record.input_size, (h, w))
@@ -149,7 +151,9 @@ def _segment_group(name: str, rgb01: torch.Tensor, opacities: list[float], notes
     results = []
     for i, (opacity, note) in enumerate(zip(opacities, notes)):
         shown = overlay(x[i : i + 1], labels[i : i + 1], record.class_colors, opacity)[0].cpu()
-        results.append((to_pil(shown), legend_html(record, shares[i]), f"{info}\n\n{note}" if note else info))
+        warning = unfamiliar_note(confidences[i], record.confidence_floor, "CamVid's road scenes")
+        text = "\n\n".join(t for t in (info, warning, note) if t)
+        results.append((to_pil(shown), legend_html(record, shares[i]), text))
     return results
 
 

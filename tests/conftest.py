@@ -41,7 +41,8 @@ def shared_weights(shared, monkeypatch):
     return shared / "weights"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port of 127.0.0.1 nobody listens on (until someone binds it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -50,7 +51,7 @@ def _free_port() -> int:
 def start_app(command: list[str], env: dict[str, str], log) -> tuple[subprocess.Popen, str]:
     """Run ``command`` (the app, plus ``--port`` added here) from the repository on a free port until its page
     answers; -> (the process, its URL). ``log`` takes its output (a file, or subprocess.DEVNULL)."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([*command, "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120

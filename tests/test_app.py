@@ -5,6 +5,8 @@ import io
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,7 @@ from spaces import face_galleries, faces, lab
 from spaces.common import UploadImage, read_image, user_errors
 from spaces.privacy import MAX_UPLOAD_MB
 from spaces.segmentation import street_examples
+from tests.conftest import REPO, start_app
 
 LECTURE = {"headers": ["1", "2", "3", "4"], "data": [[1, 3, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]}
 VALUES = {"headers": ["1", "2"], "data": [[1, 2], [3, 4]]}
@@ -132,6 +135,37 @@ def test_uploads_results_and_session_galleries_do_not_outlive_the_hour():
     assert [fn.fn for fn in unloads] == [faces.unload] and faces.unload is face_galleries.end_session
 
 
+def _files_under(folder) -> set[str]:
+    return {os.path.join(root, f) for root, _, files in os.walk(folder) for f in files}
+
+
+def test_sigterm_stops_the_app_cleanly_and_leaves_no_visitor_file(shared, tmp_path):
+    """Spaces and containers stop an app with SIGTERM: the real app, asked to segment an upload and to enrol a
+    face, must then exit with status 0 and leave neither the upload, the result nor the session gallery (0600 in
+    a 0700 folder while it lives) in its temp folder, where the next instance would serve them."""
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", TMPDIR=str(tmp_path))
+    with open(tmp_path.parent / f"{tmp_path.name}-app.log", "w") as log:
+        proc, url = start_app([sys.executable, "app.py", "--device", "cpu", "--weights-dir",
+                               str(shared / "weights")], env, log)
+        try:
+            before = _files_under(tmp_path)
+            client = Client(url, verbose=False)
+            street = shared / "data" / "camvid" / "val" / "0016E5_07971.jpg"
+            client.predict(handle_file(str(street)), "enet-camvid", 0.6, api_name="/segment")
+            face = shared / "data" / "faces" / "gallery_and_queries" / "train" / "obama" / "obama.jpg"
+            client.predict("Ada", [handle_file(str(face))], "dlib", api_name="/enroll")
+            left = _files_under(tmp_path) - before
+            galleries = tmp_path / "cvhub-galleries"
+            assert [f for f in left if f.endswith(".db")] and os.stat(galleries).st_mode & 0o777 == 0o700
+            assert all(os.stat(f).st_mode & 0o777 == 0o600 for f in left if str(galleries) in f)
+            assert any("0016E5_07971" in f for f in left) and any(f.endswith(".png") for f in left), left
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            status = proc.wait(timeout=60)
+    assert status == 0
+    assert not [f for f in left if os.path.exists(f)], (sorted(left), _files_under(tmp_path))
+
+
 def _enrol(page, name: str, photo) -> None:
     """On the Faces tab: open Recognition, enrol ``photo`` as ``name`` and wait for the status to say so."""
     page.get_by_role("tab", name="Recognition", exact=True).click()
@@ -153,16 +187,21 @@ def test_browser_enrols_clears_the_form_keeps_the_gallery_on_failure_and_forgets
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(running_app)
         page.get_by_role("tab", name="Faces", exact=True).click()
-        _enrol(page, "Ada <b>L</b>", photo)
+        name = "Ada <b>L</b> http://2130706433:8765/x.y"  # markup and a web address: both must stay plain text
+        _enrol(page, name, photo)
         assert page.locator("#faces-name textarea, #faces-name input").first.input_value() == ""  # a fresh form
         people = page.locator("#faces-people")
-        assert "Ada <b>L</b>" in people.inner_text()  # the name as typed: text, not markup
+        assert name in people.inner_text()  # the name as typed: text, not markup
+        status = page.locator("#faces-status")
+        assert f"Enrolled {name} with 1 new face(s)." in status.inner_text()  # no stray backslash either
+        assert status.locator("a").count() == 0  # no live link
         mine = set(glob.glob(sessions)) - before
         assert len(mine) == 1  # this tab's own gallery file
         page.locator("#faces-enroll").click()  # no name, no photo: fails with its sentence
         page.get_by_text("Please upload at least one photo").first.wait_for(timeout=60_000)
         page.wait_for_timeout(500)
-        assert "Ada <b>L</b>" in people.inner_text() and "Error" not in people.inner_text()
+        assert name in people.inner_text() and "Error" not in people.inner_text()
+        assert "Enrolled" not in status.inner_text()  # the failure is not read as the last success
         page.close()  # the tab closes: demo.unload deletes its gallery
         deadline = time.monotonic() + 60
         while any(os.path.exists(f) for f in mine) and time.monotonic() < deadline:
@@ -196,6 +235,12 @@ def test_browser_faces_and_visualize_answer_where_the_student_looks(running_app,
         box = verdict.get_by_text("Same person").bounding_box()
         assert page.evaluate("window.scrollY") == 0 and box["y"] + box["height"] <= 800
         assert "wall time on a shared CPU" in verdict.inner_text()
+        # A photo with no face: the error, and no longer the verdict it cannot stand for.
+        page.locator("#faces-photo2 input[type=file]").set_input_files(str(REPO / "spaces/examples/cup-coffee.jpg"))
+        page.wait_for_timeout(1500)
+        page.locator("#faces-verify").click()
+        page.get_by_text("No face", exact=False).first.wait_for(timeout=120_000)
+        assert "Same person" not in verdict.inner_text()
 
         _enrol(page, "Barack", obama)
         page.locator("#faces-enroll").click()  # no name, no photo: fails with its sentence

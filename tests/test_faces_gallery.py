@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.errors import UserError
-from core.faces.gallery import Galleries, GalleryStore, check_name
+from core.faces.gallery import Galleries, GalleryStore, GalleryUnavailable, check_name, remove_gallery_file
 from tests.conftest import REPO
 
 
@@ -184,6 +184,10 @@ def test_session_galleries_end_idle_and_stale(tmp_path):
 
     a, b = galleries.store("a"), galleries.store("b")
     a.enroll("Ada", torch.zeros(1, 2), backend="toy")
+    # Faces are biometric data: no other account on the host may list the folder or read a file in it.
+    assert folder.stat().st_mode & 0o777 == 0o700
+    written = [p for p in folder.iterdir() if p.name.startswith(a.path.name)]  # the gallery (-wal, -shm while open)
+    assert written and all(p.stat().st_mode & 0o777 == 0o600 for p in written)
     assert galleries.store("a") is a and a.path != b.path and a.path.exists()
     galleries.end("a")
     assert not a.path.exists() and len(galleries) == 1
@@ -192,6 +196,19 @@ def test_session_galleries_end_idle_and_stale(tmp_path):
     assert galleries.sweep_idle(time.monotonic() + 61) == 1 and not b.path.exists()
     with pytest.raises(UserError, match="reload"):
         galleries.store(None)
+
+
+def test_a_deleted_shared_gallery_is_said_once_and_a_session_gallery_starts_afresh_quietly(tmp_path):
+    shared = Galleries(shared=tmp_path / "shared.db").store(None)
+    shared.enroll("Ada", torch.zeros(1, 2), backend="toy")
+    remove_gallery_file(shared.path)
+    with pytest.raises(GalleryUnavailable, match="file was deleted on the server, so everyone enrolled"):
+        shared.people()
+    assert shared.people() == []  # the empty gallery in its place works
+    session = Galleries(tmp_path / "sessions").store("a visitor")
+    session.enroll("Bob", torch.zeros(1, 2), backend="toy")
+    remove_gallery_file(session.path)  # an idle sweep: the visitor's own, and gone by design
+    assert session.people() == []
 
 
 def test_a_gallery_path_under_a_file_is_one_sentence(tmp_path):

@@ -6,6 +6,9 @@ random Keypoint R-CNN (a file the test makes) and run the real resolve-load-dete
 
 import dataclasses
 import hashlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from core.errors import MissingWeights, WeightsMismatch
 from core.instances.coco import keypointrcnn_r50_fpn_coco
 from core.instances.predict import Instance, default_model, detect, draw
 from spaces import instances as panel
+from tests.conftest import REPO
 from tests.httpstub import serve_files
 from weights.registry import ExternalFile, register, unregister
 
@@ -53,10 +57,27 @@ def test_without_the_coco_files_the_project_model_is_the_default_and_the_error_s
     assert default_model() == default_model(downloadable=True) == "maskrcnn-vgg19-camvid"
     with pytest.raises(MissingWeights, match="keypointrcnn_resnet50_fpn_coco-fc266e95.pth.*--weights-dir"):
         weights.create("keypointrcnn-r50-fpn-coco")
-    # Online, the COCO model can be fetched on first use, so the app makes it the default.
+    # Online, where torchvision's site answers (a stand-in), the COCO model can be fetched on first use, so the app
+    # makes it the default; the CLI stays with the files on disk.
     monkeypatch.delenv("CVHUB_OFFLINE")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    assert default_model() == "maskrcnn-vgg19-camvid" and default_model(downloadable=True) == "maskrcnn-r50-fpn-v2-coco"
+    with serve_files({}) as (base, _):
+        monkeypatch.setenv("CVHUB_TORCHVISION_URL", f"{base}/models/")
+        assert default_model() == "maskrcnn-vgg19-camvid"
+        assert default_model(downloadable=True) == "maskrcnn-r50-fpn-v2-coco"
+
+
+def test_the_cli_answers_a_damaged_weight_file_with_one_sentence(tmp_path, shared):
+    """As the app does: no traceback, the sentence that says what is wrong and what to do."""
+    (tmp_path / "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth").write_bytes(b"not the weights")
+    street = shared / "data" / "camvid" / "val" / "0016E5_07971.jpg"
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"))
+    done = subprocess.run([sys.executable, "-m", "core.instances", "predict", str(street), "--model",
+                           "maskrcnn-r50-fpn-v2-coco", "--weights-dir", str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: The weight file of model 'maskrcnn-r50-fpn-v2-coco' "
+                                                          "on this server is damaged")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ from core.instances.evaluate import QUALITY_CHECK_FRAMES
 from core.instances.predict import DUPLICATE_INSIDE, detect
 from spaces import common, instances
 from spaces.common import fetch_note
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
+from tests.httpstub import serve_files
 from weights.release import quality_check
 
 COLOURS = next(k for k, (layer, _) in instances.FEATURE_MAPS.items() if layer is None)
@@ -170,17 +171,16 @@ def test_model_labels_say_what_each_model_knows_and_a_street_model_says_so_on_ot
     assert "in road scenes (CamVid), so a photo that is not a street gives nothing" in infos[0]
 
 
-def test_online_the_coco_model_is_listed_and_the_first_use_says_what_it_fetches(tmp_path, monkeypatch, shared_weights):
+@pytest.fixture()
+def downloads_on(tmp_path, monkeypatch):
+    """Downloads on (the tests run with CVHUB_OFFLINE=1), no COCO file at hand, and torchvision's site a stand-in on
+    127.0.0.1 that answers (its files are not needed: no test here downloads)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     for flag in ("CVHUB_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(flag, raising=False)
-    assert "maskrcnn-r50-fpn-v2-coco" in instances.instance_models()
-    record = weights.get_record("maskrcnn-r50-fpn-v2-coco")
-    assert fetch_note(record.source) == (
-        "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (about 186 MB) from download.pytorch.org")
-    assert instances.model_label("maskrcnn-r50-fpn-v2-coco").endswith(", downloads 186 MB on first use")
-    monkeypatch.setenv("CVHUB_OFFLINE", "1")
-    assert "maskrcnn-r50-fpn-v2-coco" not in instances.instance_models()
+    with serve_files({}) as (base, _):
+        monkeypatch.setenv("CVHUB_TORCHVISION_URL", f"{base}/models/")
+        yield
 
 
 def _panel_blocks():
@@ -189,22 +189,56 @@ def _panel_blocks():
     return {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
 
 
-def test_keypoints_are_offered_only_where_a_keypoint_model_can_run(tmp_path, monkeypatch, shared_weights):
+def _offered(blocks) -> list[str]:
+    return [value for _, value in blocks["det-model"].choices]
+
+
+def test_online_the_coco_model_is_the_default_and_says_what_it_fetches(downloads_on, monkeypatch, shared_weights):
+    blocks = _panel_blocks()
+    assert "maskrcnn-r50-fpn-v2-coco" in _offered(blocks) and blocks["det-model"].value == "maskrcnn-r50-fpn-v2-coco"
+    record = weights.get_record("maskrcnn-r50-fpn-v2-coco")
+    assert fetch_note(record.source) == (
+        "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (about 186 MB) from download.pytorch.org")
+    assert instances.model_label("maskrcnn-r50-fpn-v2-coco").endswith(", downloads 186 MB on first use")
+    monkeypatch.setenv("CVHUB_OFFLINE", "1")
+    assert "maskrcnn-r50-fpn-v2-coco" not in _offered(_panel_blocks())
+
+
+def test_where_downloads_fail_the_default_is_the_model_here_and_its_first_click_works(downloads_on, monkeypatch,
+                                                                                      street, shared_weights):
+    """A closed network with CVHUB_OFFLINE unset: torchvision's site does not answer (here a closed port of
+    127.0.0.1). The panel offers and picks the project's model, says in one line why the COCO models are not
+    offered, shows no people-and-things examples, and its first click answers."""
+    monkeypatch.setenv("CVHUB_TORCHVISION_URL", f"http://127.0.0.1:{free_port()}/models/")
+    blocks = _panel_blocks()
+    assert _offered(blocks) == [MODEL] and blocks["det-model"].value == MODEL
+    note = blocks["det-missing-note"].value
+    assert "`maskrcnn-r50-fpn-v2-coco`: 127.0.0.1 cannot be reached from this host" in note
+    assert note.count("\n") == 0 and "--weights-dir" in note
+    assert "det-no-examples" in blocks
+    assert not any(isinstance(b, gr.Dataset) for b in blocks.values())  # no examples the model cannot name
+    pictures, tables, infos = instances.detect_batch([street], [MODEL], [0.5], [True], [True], [True])
+    assert pictures[0] is not None and any(row[1] == "car" for row in tables[0]), infos[0]
+    # An API client naming the unreachable model is told why at once, not after a download's timeout.
+    with pytest.raises(Exception, match="cannot be reached"):
+        instances.detect_batch([street], ["maskrcnn-r50-fpn-v2-coco"], [0.5], [True], [True], [True])
+
+
+def test_keypoints_are_offered_only_where_a_keypoint_model_can_run(downloads_on, monkeypatch, shared_weights):
     # Offline (as the tests run) with no Keypoint R-CNN file: no checkbox, one line on how to enable it.
+    monkeypatch.setenv("CVHUB_OFFLINE", "1")
     blocks = _panel_blocks()
     assert not blocks["det-keypoints"].visible
     note = blocks["det-keypoints-note"].value
     assert "keypointrcnn_resnet50_fpn_coco-fc266e95.pth (about 237 MB) from download.pytorch.org" in note
     assert note.count("\n") == 0 and "--weights-dir" in note
-    # The COCO models are not offered, and one line says what each needs and how to have it fetched.
+    # The COCO models are not offered, and one line says what each needs and how to have it.
     missing = blocks["det-missing-note"].value
-    assert ("`maskrcnn-r50-fpn-v2-coco` needs maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (about 186 MB) from "
-            "download.pytorch.org") in missing
-    assert "CVHUB_OFFLINE and HF_HUB_OFFLINE unset" in missing and "--weights-dir" in missing
+    assert ("`maskrcnn-r50-fpn-v2-coco`: downloads are off on this host; put "
+            "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth (186 MB, from https://download.pytorch.org/models/"
+            "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth) in --weights-dir") in missing
     # Online: the model is obtainable, so it is listed, and the checkbox comes with it (only with it).
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    for flag in ("CVHUB_OFFLINE", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(flag, raising=False)
+    monkeypatch.delenv("CVHUB_OFFLINE")
     blocks = _panel_blocks()
     assert "det-keypoints-note" not in blocks and "det-missing-note" not in blocks
     assert not blocks["det-keypoints"].visible  # the default model predicts no keypoints

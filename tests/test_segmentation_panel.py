@@ -5,8 +5,11 @@ import argparse
 import importlib.util
 import io
 import json
+import math
 import re
 import shlex
+import subprocess
+import sys
 
 import gradio as gr
 import numpy as np
@@ -18,8 +21,9 @@ from safetensors import safe_open
 import weights
 from core import engines, runtime
 from core.errors import MissingWeights
-from core.segmentation import train
+from core.segmentation import DEFAULT_MODEL, train
 from core.segmentation.enet import ENet
+from core.segmentation.familiarity import mean_max_softmax, unfamiliar_note
 from core.segmentation.overlay import class_shares, colorize, overlay
 from core.segmentation.release import release
 from core.segmentation.speed import ms_per_frame, parameter_count
@@ -50,6 +54,46 @@ def test_class_shares_by_hand():
     shares = class_shares(labels, 4)
     assert shares[0].tolist() == pytest.approx([2 / 6, 1 / 6, 3 / 6, 0.0])
     assert shares[1].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0])
+
+
+def test_mean_max_softmax_and_the_unfamiliar_note_by_hand():
+    # Pixel 1: logits (ln 9, 0) -> softmax (0.9, 0.1); pixel 2: (0, 0) -> (0.5, 0.5). Mean of the maxima: 0.7.
+    logits = torch.tensor([[[[math.log(9), 0.0]], [[0.0, 0.0]]]])  # 1x2x1x2
+    assert mean_max_softmax(logits).tolist() == pytest.approx([0.7])
+    note = unfamiliar_note(0.7, 0.9, "CamVid's road scenes")
+    assert note.startswith("⚠ This photo looks unlike CamVid's road scenes") and "70 %, under the 90 %" in note
+    assert unfamiliar_note(0.95, 0.9, "x") == "" and unfamiliar_note(0.1, None, "x") == ""
+
+
+def test_a_photo_unlike_the_street_scenes_is_said_so_beside_its_answer(shared, shared_weights):
+    """The cat is still segmented (the answer is not blocked) but its info line says the classes are guesses;
+    a CamVid val frame gets no such line."""
+    cat = str(REPO / "spaces" / "examples" / "cat-chelsea.jpg")
+    street = str(shared / "data" / "camvid" / "val" / "0016E5_07971.jpg")
+    for name in ("enet-camvid", "fcn8s-vgg19-camvid"):
+        overlays, _, infos = panel.segment_batch([cat, street], [name] * 2, [0.5] * 2)
+        assert overlays[0] is not None and "looks unlike CamVid's road scenes" in infos[0], infos[0]
+        assert overlays[1] is not None and "looks unlike" not in infos[1], infos[1]
+
+
+def test_cli_predict_writes_the_overlay_and_says_what_the_panel_says(shared, tmp_path):
+    """``python -m core.segmentation predict photo --out overlay.png --json`` with the panel's default model: the
+    overlay at the photo's size, the class shares, and the same warning on a photo unlike the street scenes."""
+    cat = REPO / "spaces" / "examples" / "cat-chelsea.jpg"
+    out = tmp_path / "overlay.png"
+    done = subprocess.run([sys.executable, "-m", "core.segmentation", "predict", str(cat), "--out", str(out), "--json",
+                           "--weights-dir", str(shared / "weights"), "--threads", "2"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["model"] == DEFAULT_MODEL and Image.open(out).size == tuple(result["overlay_size"])
+    assert sum(result["classes"].values()) == pytest.approx(1, abs=1e-3)
+    assert "looks unlike CamVid's road scenes" in result["warning"]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a photo")
+    done = subprocess.run([sys.executable, "-m", "core.segmentation", "predict", str(broken), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 
 
 def test_ms_per_frame_divides_by_the_batch():

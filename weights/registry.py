@@ -152,6 +152,9 @@ class ModelRecord:
     #: them on real frames), and the part they run: "" the whole network, else a dotted submodule path.
     engines: tuple[str, ...] = ()
     engine_part: str = ""
+    #: Segmentation: the mean max-softmax confidence under which a photo is unlike the training data
+    #: (core.segmentation.familiarity; bench/familiarity.py measures it); None: not measured.
+    confidence_floor: float | None = None
 
     def normalize(self, rgb01: torch.Tensor) -> torch.Tensor:
         """Bx3xHxW RGB in [0, 1] -> the network's input (channel order, range, mean/std of this record)."""

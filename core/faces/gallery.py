@@ -178,8 +178,9 @@ class GalleryStore:
     >>> store.identify(queries, backend="dlib", threshold=0.36)  # Q x D -> Q matches
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, persistent: bool = False):
         self.path = Path(path)
+        self.persistent = persistent  # the operator's shared gallery: its loss is news, not housekeeping
         self._index_lock = threading.Lock()
         self._indexes: dict[str, tuple[int, EmbeddingIndex]] = {}
         try:
@@ -190,8 +191,12 @@ class GalleryStore:
             self._create_schema()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"The gallery file {self.path} is not a usable SQLite database ({exc}).") from exc
+        except OSError as exc:  # a folder of that name, no permission
+            raise UserError(f"The gallery file {self.path} cannot be opened ({exc.strerror}).") from exc
 
     def _create_schema(self) -> None:
+        # Faces are biometric data: a new file is its owner's alone (SQLite gives its -wal and -shm the same mode).
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             # WAL: readers see the last commit while a writer works; a killed writer's
@@ -215,6 +220,10 @@ class GalleryStore:
                 self._create_schema()
             except (sqlite3.Error, OSError) as exc:
                 raise _storage_error(sqlite3.OperationalError(str(exc))) from exc
+            if self.persistent:  # everyone enrolled is gone: the visitor who finds out is told, once
+                raise GalleryUnavailable("The shared face gallery's file was deleted on the server, so everyone "
+                                         "enrolled in it is gone; an empty gallery was started in its place (whoever "
+                                         "runs this app may restore the file from a backup).")
         try:
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         except sqlite3.Error as exc:
@@ -377,10 +386,14 @@ class Galleries:
                  max_idle_s: float = 3600.0):
         self.folder = Path(folder) if folder is not None else Path(tempfile.gettempdir()) / "cvhub-galleries"
         self.max_idle_s = max_idle_s
-        self.shared = GalleryStore(shared) if shared is not None else None  # checked now: a bad path fails at start
+        # Checked now: a bad path fails at start.
+        self.shared = GalleryStore(shared, persistent=True) if shared is not None else None
         self._lock = threading.Lock()
         self._sessions: dict[str, tuple[GalleryStore, float]] = {}
         if self.shared is None:
+            # Visitors' faces: no other account on the host may list or read the folder.
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.folder.chmod(0o700)  # made by an older version, or under another umask
             self.sweep_stale()
 
     def _path_for(self, session_id: str) -> Path:

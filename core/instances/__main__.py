@@ -26,7 +26,12 @@ def predict(args) -> int:
     args.model = args.model or default_model()
     record = weights.get_record(args.model)
     settings = runtime.settings()
-    model = weights.create(args.model, device=runtime.pick_device(settings.device), weights_dir=settings.weights_dir)
+    try:  # a missing or damaged weight file: one sentence, as the app says it
+        model = weights.create(args.model, device=runtime.pick_device(settings.device),
+                               weights_dir=settings.weights_dir)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     instances = detect(model, record.class_names, [to_tensor(loaded.image)], score=args.score)[0]
     # load_image may shrink a huge photo: report boxes in the file's own pixels.
     scale = loaded.original_size[0] / loaded.image.size[0] if loaded.original_size[0] else 1.0

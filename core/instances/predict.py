@@ -13,6 +13,7 @@ from torchvision.utils import draw_bounding_boxes, draw_keypoints, draw_segmenta
 
 import weights
 from core.datasets.coco import COCO_SKELETON
+from weights.availability import availability
 
 #: Distinct colours for neighbouring instances (Kelly's list of maximally different colours).
 PALETTE = (
@@ -175,11 +176,14 @@ def draw(image: torch.Tensor, instances: list[Instance], *, masks: bool = True, 
 
 
 def default_model(*, downloadable: bool = False) -> str:
-    """The production default where its weights are here (torchvision's COCO Mask R-CNN), else the project's own.
+    """The production default where it can run (torchvision's COCO Mask R-CNN), else the project's own.
 
-    ``downloadable``: count a model whose files this host may still fetch on first use (the app, online); without
-    it only files on disk count (a CLI run stays offline unless told otherwise).
+    ``downloadable``: count a model whose files this host may fetch on first use and whose server answers (the
+    app; :mod:`weights.availability` asks the server once per process, so a host without internet gets the model
+    that is here instead of an Error on its first click); without it only files on disk count (a CLI run stays
+    offline unless told otherwise).
     """
     preferred = ("maskrcnn-r50-fpn-v2-coco", "maskrcnn-vgg19-camvid")
-    usable = weights.is_obtainable if downloadable else weights.is_available
-    return next((n for n in preferred if usable(weights.get_record(n))), preferred[-1])
+    if downloadable:
+        return next((n for n in preferred if availability(n).runnable), preferred[-1])
+    return next((n for n in preferred if weights.is_available(weights.get_record(n))), preferred[-1])

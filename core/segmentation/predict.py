@@ -73,9 +73,14 @@ def working_scale(input_size: tuple[int, int] | None, size: tuple[int, int]) -> 
     return min(input_size[0] / size[0], input_size[1] / size[1])
 
 
-def segment_as_recorded(model, record, rgb01: torch.Tensor, *, flip: bool = False,
-                        scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
-    """Bx3xHxW RGB in [0, 1] -> BxHxW class indices, with the record's normalisation and working scale (``flip``,
+def logits_as_recorded(model, record, rgb01: torch.Tensor, *, flip: bool = False,
+                       scales: tuple[float, ...] = (1.0,)) -> torch.Tensor:
+    """Bx3xHxW RGB in [0, 1] -> BxCxHxW logits, with the record's normalisation and working scale (``flip``,
     ``scales``: see :func:`segment_logits`)."""
     scale = working_scale(record.input_size, tuple(rgb01.shape[-2:]))
-    return segment(model, rgb01, normalize=record.normalize, scale=scale, flip=flip, scales=scales)
+    return segment_logits(model, rgb01, normalize=record.normalize, scale=scale, flip=flip, scales=scales)
+
+
+def segment_as_recorded(model, record, rgb01: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Bx3xHxW RGB in [0, 1] -> BxHxW class indices (see :func:`logits_as_recorded`)."""
+    return logits_as_recorded(model, record, rgb01, **kwargs).argmax(1)
