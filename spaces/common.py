@@ -313,6 +313,19 @@ def shipped_example(filename: str) -> str:
     return str(path)
 
 
+#: (file in spaces/examples, caption with the credit its licence asks for: spaces/examples/README.md)
+STREET_EXAMPLES = (
+    ("street-porlamar-venezuela.jpg", "Porlamar, Venezuela (Wilfredor, Wikimedia Commons, CC0)"),
+    ("street-san-francisco-pandaset.jpg", "San Francisco: PandaSet (Scale AI & Hesai), CC BY 4.0, resized"),
+    ("street-bay-area-dashcam-comma2k19.jpg", "Bay Area dashcam: comma2k19, (c) 2018 comma.ai, MIT"),
+)
+
+
+def street_examples() -> tuple[list[str], list[str]]:
+    """(paths, captions) of the street photos the Segmentation and Instances panels offer as examples."""
+    return [shipped_example(f) for f, _ in STREET_EXAMPLES], [caption for _, caption in STREET_EXAMPLES]
+
+
 def bundled_example(name: str) -> str:
     """Path of scikit-image's bundled picture ``name`` as an RGB PNG, written once to a temp folder.
 

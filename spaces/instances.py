@@ -28,6 +28,7 @@ from spaces.common import (
     load_model_announced,
     read_image,
     shipped_example,
+    street_examples,
     user_errors,
 )
 from weights.availability import availability
@@ -164,8 +165,8 @@ def detect_batch(images: list, names: list, scores: list, boxes: list, masks: li
 
 
 def example_images() -> list[str]:
-    """People and everyday objects for the COCO models (public domain or CC0: spaces/examples/README.md). No street
-    photo with an open licence could be found for the CamVid model."""
+    """People and everyday objects for the COCO models (public domain or CC0: spaces/examples/README.md); the street
+    photos (:func:`spaces.common.street_examples`) suit every model."""
     return [shipped_example(f) for f in ("person-astronaut-eileen-collins.jpg", "person-grace-hopper.jpg",
                                          "cup-coffee.jpg", "cat-chelsea.jpg")]
 
@@ -287,8 +288,7 @@ def build() -> None:
         "street photo. torchvision's COCO Mask R-CNN (80 classes) and Keypoint R-CNN (17 body landmarks per "
         "person, the lecture's \"landmarks\") are in the list too where this host has their files or may "
         "download them: such a model says how much it downloads on first use. "
-        "The examples (people, a cup, a cat: public domain or CC0) are offered with the COCO models; no street "
-        "photo with an open licence could be shipped for the road-scene model."
+        "The street examples suit every model; the people, cup and cat come with the COCO models."
     )
     # Only models that run here are offered: their weights are on this host, or fetched on first use from a server
     # that answers (asked once), so a closed network gets the project's model, not an Error on its first click.
@@ -322,12 +322,16 @@ def build() -> None:
                                 elem_id="det-view")
             det_info = gr.Markdown(elem_id="det-info")
             det_table = gr.Dataframe(headers=TABLE_HEADERS, label="Instances", interactive=False)
-    # Below both columns: on a phone, where the columns stack, the result comes right after the button.
+    # Below both columns: on a phone, where the columns stack, the result comes right after the button. Streets
+    # first: every model here knows cars and people on a street.
+    paths, captions = street_examples()
+    gr.Examples(paths, inputs=det_photo, label="Streets of three other cities", elem_id="det-street-examples")
+    gr.Markdown("Photos: " + " · ".join(captions) + ".", elem_id="det-example-credits")
     if any(not _knows_road_scenes(weights.get_record(n)) for n in models):
-        gr.Examples(example_images(), inputs=det_photo)
+        gr.Examples(example_images(), inputs=det_photo, label="People and things (COCO models)")
     else:  # the road-scene model calls the astronaut's suit a car: the people-and-things examples would mislead
-        gr.Markdown("The examples (people, a cup, a cat) come with the COCO models, which this host cannot fetch; "
-                    "the road-scene model needs a street photo.", elem_id="det-no-examples")
+        gr.Markdown("The people, cup and cat examples come with the COCO models, which this host cannot fetch.",
+                    elem_id="det-no-examples")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     det_inputs = [det_photo, det_model, det_score, det_boxes, det_masks, det_points]
     det_outputs = [det_view, det_table, det_info]

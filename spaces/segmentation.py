@@ -30,7 +30,7 @@ from spaces.common import (
     load_model_announced,
     not_offered_note,
     read_image,
-    shipped_example,
+    street_examples,
     user_errors,
 )
 
@@ -40,19 +40,6 @@ SUMMARY = ("Semantic segmentation on CamVid's 11 classes: ENet, FCN-8s, SegNet a
 
 #: Uploads are shrunk to this longest side: the models work at 480x360 or 320x240 anyway, the overlay stays sharp.
 MAX_SIDE = 1280
-
-
-#: (file in spaces/examples, caption with the credit its licence asks for: spaces/examples/README.md)
-STREET_EXAMPLES = (
-    ("street-porlamar-venezuela.jpg", "Porlamar, Venezuela (Wilfredor, Wikimedia Commons, CC0)"),
-    ("street-san-francisco-pandaset.jpg", "San Francisco: PandaSet (Scale AI & Hesai), CC BY 4.0, resized"),
-    ("street-bay-area-dashcam-comma2k19.jpg", "Bay Area dashcam: comma2k19, (c) 2018 comma.ai, MIT"),
-)
-
-
-def street_examples() -> tuple[list[str], list[str]]:
-    """(paths, captions) of the street photos the Segmentation and Instances panels offer as examples."""
-    return [shipped_example(f) for f, _ in STREET_EXAMPLES], [caption for _, caption in STREET_EXAMPLES]
 
 
 def segmentation_models() -> list[str]:

@@ -208,7 +208,7 @@ def test_where_downloads_fail_the_default_is_the_model_here_and_its_first_click_
                                                                                       street, shared_weights):
     """A closed network with CVHUB_OFFLINE unset: torchvision's site does not answer (here a closed port of
     127.0.0.1). The panel offers and picks the project's model, says in one line why the COCO models are not
-    offered, shows no people-and-things examples, and its first click answers."""
+    offered, shows only the street examples (no people and things), and its first click answers."""
     monkeypatch.setenv("CVHUB_TORCHVISION_URL", f"http://127.0.0.1:{free_port()}/models/")
     blocks = _panel_blocks()
     assert _offered(blocks) == [MODEL] and blocks["det-model"].value == MODEL
@@ -216,7 +216,8 @@ def test_where_downloads_fail_the_default_is_the_model_here_and_its_first_click_
     assert "`maskrcnn-r50-fpn-v2-coco`: 127.0.0.1 cannot be reached from this host" in note
     assert note.count("\n") == 0 and "--weights-dir" in note
     assert "det-no-examples" in blocks
-    assert not any(isinstance(b, gr.Dataset) for b in blocks.values())  # no examples the model cannot name
+    examples = [b for b in blocks.values() if isinstance(b, gr.Dataset)]  # only examples the model can name
+    assert len(examples) == 1 and all("street-" in str(sample) for sample in examples[0].samples)
     pictures, tables, infos = instances.detect_batch([street], [MODEL], [0.5], [True], [True], [True])
     assert pictures[0] is not None and any(row[1] == "car" for row in tables[0]), infos[0]
     # An API client naming the unreachable model is told why at once, not after a download's timeout.
