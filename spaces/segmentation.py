@@ -216,16 +216,16 @@ def build() -> None:
     with gr.Row():
         with gr.Column():
             image = UploadImage(label="Street scene (or any photo)", elem_id="seg-photo")
-            model = gr.Dropdown([(model_label(n), n) for n in trained], value=default, label="Model",
-                                info=TRAINED_ON, elem_id="seg-model")
-            opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
-            run = gr.Button("Segment", variant="primary", elem_id="seg-button")
-            # Streets only (the models know nothing else; a cup painted as buildings teaches nothing), right under the
-            # button, with the credits their licences ask for.
+            # Streets only (the models know nothing else; a cup painted as buildings teaches nothing), under the photo
+            # they fill, with the credits their licences ask for; the button stays right above the result on a phone.
             paths, captions = street_examples()
             gr.Examples(paths, inputs=image, label="Streets of three other cities: click one, then Segment",
                         elem_id="seg-examples")
             gr.Markdown("Photos: " + " · ".join(captions) + ".", elem_id="seg-example-credits")
+            model = gr.Dropdown([(model_label(n), n) for n in trained], value=default, label="Model",
+                                info=TRAINED_ON, elem_id="seg-model")
+            opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
+            run = gr.Button("Segment", variant="primary", elem_id="seg-button")
         with gr.Column():
             shown = gr.Image(label="Classes over the photo", type="pil", format="png", elem_id="seg-result")
             # A second look at the answer, beside it: ticking it segments again (the photo's column keeps its length,

@@ -343,7 +343,7 @@ def test_browser_first_minutes_stop_keeps_the_result_and_results_are_in_view(run
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         phone.goto(running_app)
         button, result = phone.locator("#seg-button").bounding_box(), phone.locator("#seg-result").bounding_box()
-        below = phone.get_by_text("No street photo").first.bounding_box()  # the line below both columns
+        below = phone.get_by_text("Compare models").first.bounding_box()  # the accordion below both columns
         assert button["y"] < result["y"] < button["y"] + button["height"] + 100 and result["y"] < below["y"]
         browser.close()
 
