@@ -321,8 +321,9 @@ def test_layout_result_after_the_button_and_the_whole_comparison_in_view():
     order = list(demo.blocks.values())
     result = next(i for i, b in enumerate(order) if getattr(b, "elem_id", None) == "seg-result")
     button = next(i for i, b in enumerate(order) if getattr(b, "elem_id", None) == "seg-button")
-    below = next(i for i, b in enumerate(order) if "No street photo" in str(getattr(b, "value", "")))
-    assert button < result < below
+    examples = next(i for i, b in enumerate(order) if getattr(b, "elem_id", None) == "seg-examples")
+    below = next(i for i, b in enumerate(order) if getattr(b, "elem_id", None) == "seg-compare-button")
+    assert examples < button < result < below  # the street examples under the photo, above the button
     gallery = next(b for b in order if getattr(b, "elem_id", None) == "seg-compare-gallery")
     assert gallery.columns == 4 and gallery.height not in (None, "auto") and gallery.object_fit == "contain"
 
