@@ -159,9 +159,12 @@ def test_storage_faults_are_one_sentence(tmp_path, per_session_galleries):
         os.chmod(path.parent, stat.S_IRWXU)
         for f in path.parent.iterdir():
             os.chmod(f, stat.S_IRUSR | stat.S_IWUSR)
-    # Deleted under the running app: an empty gallery, said plainly, and enrolling works again.
+    # Deleted under the running app: the loss said once, then an empty gallery, said plainly, and enrolling works
+    # again.
     for f in path.parent.iterdir():
         f.unlink()
+    with pytest.raises(gr.Error, match="file was deleted on the server"):
+        panel.identify(str(TEST / "obama1.jpg"), 0.36, "dlib", visitor)
     with pytest.raises(gr.Error, match="gallery is empty"):
         panel.identify(str(TEST / "obama1.jpg"), 0.36, "dlib", visitor)
     table, *_ = panel.enroll("Barack", [obama], "dlib", visitor)
