@@ -213,21 +213,18 @@ def build() -> None:
     if missing:
         gr.Markdown(not_offered_note(missing), elem_id="seg-missing-note")
     default = DEFAULT_MODEL if DEFAULT_MODEL in trained else (trained[0] if trained else None)
+    # The model list above both columns, with the line on where the models learnt: the photo's column is then just
+    # the photo (a fixed height, as a tall photo would push the result out of view) and the button, so the result
+    # beside it is in view when the button is clicked, and on a phone it comes right after the button.
+    model = gr.Dropdown([(model_label(n), n) for n in trained], value=default, label="Model", info=TRAINED_ON,
+                        elem_id="seg-model")
     with gr.Row():
         with gr.Column():
-            image = UploadImage(label="Street scene (or any photo)", elem_id="seg-photo")
-            # Streets only (the models know nothing else; a cup painted as buildings teaches nothing), under the photo
-            # they fill, with the credits their licences ask for; the button stays right above the result on a phone.
-            paths, captions = street_examples()
-            gr.Examples(paths, inputs=image, label="Streets of three other cities: click one, then Segment",
-                        elem_id="seg-examples")
-            gr.Markdown("Photos: " + " · ".join(captions) + ".", elem_id="seg-example-credits")
-            model = gr.Dropdown([(model_label(n), n) for n in trained], value=default, label="Model",
-                                info=TRAINED_ON, elem_id="seg-model")
-            opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
+            image = UploadImage(label="Street scene (or any photo)", height=320, elem_id="seg-photo")
             run = gr.Button("Segment", variant="primary", elem_id="seg-button")
         with gr.Column():
             shown = gr.Image(label="Classes over the photo", type="pil", format="png", elem_id="seg-result")
+            opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Overlay opacity")
             # A second look at the answer, beside it: ticking it segments again (the photo's column keeps its length,
             # so a first click's answer stays in view).
             flip = gr.Checkbox(False, label="Test-time flip: also the mirror image, averaged (about twice the time)",
@@ -236,6 +233,12 @@ def build() -> None:
                                  "three times the time)", elem_id="seg-scales")
             info = gr.Markdown(elem_id="seg-info")
             legend = gr.HTML(label="Legend and pixel share")
+    # Below both columns, as in Instances. Streets only (the models know nothing else; a cup painted as buildings
+    # teaches nothing), with the credits their licences ask for.
+    paths, captions = street_examples()
+    gr.Examples(paths, inputs=image, label="Streets of three other cities: click one, then Segment",
+                elem_id="seg-examples")
+    gr.Markdown("Photos: " + " · ".join(captions) + ".", elem_id="seg-example-credits")
     batch = dict(batch=True, max_batch_size=settings().max_batch_size)
     inputs = [image, model, opacity, flip, scaled]
     run.click(segment_batch, inputs, [shown, legend, info], api_name="segment", **batch)
