@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from skimage import data
 
 import weights
+from core import engines
 from core.backbones.vgg import VGGEncoder
 from core.style.costs import content_cost, gram_matrix, style_cost, total_cost
 from core.style.features import DEFAULT_STYLE_LAYERS, relu_index, relu_name
@@ -190,10 +191,12 @@ def test_closing_the_generator_stops_the_run_at_once(vgg, images):
         next(run_)
 
 
+@pytest.mark.skipif(not engines.cpu_has_bf16(), reason="the app runs style transfer in bf16 only on CPUs with bf16 "
+                    "hardware (AMX or AVX512-BF16); this one would emulate it, and the app keeps fp32 here "
+                    "(test_the_runtime_setting_eager_turns_bf16_off checks that choice)")
 def test_bf16_autocast_reaches_the_cost_of_fp32(vgg, images):
     """What a host with bf16 hardware runs by default (amp=None there): the same optimisation, ending near fp32's
-    final cost, both images judged by the same fp32 J (forced with amp=True, it runs on any CPU: emulated where the
-    hardware lacks bf16)."""
+    final cost, both images judged by the same fp32 J."""
     from core.style.transfer import uses_bf16  # noqa: PLC0415
 
     assert uses_bf16(TransferConfig(amp=True), torch.device("cpu"))
@@ -209,7 +212,7 @@ def test_bf16_autocast_reaches_the_cost_of_fp32(vgg, images):
 
 
 def test_the_runtime_setting_eager_turns_bf16_off(monkeypatch):
-    from core import engines, runtime  # noqa: PLC0415
+    from core import runtime  # noqa: PLC0415
     from core.style.transfer import uses_bf16  # noqa: PLC0415
 
     cpu = torch.device("cpu")

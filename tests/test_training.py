@@ -177,7 +177,7 @@ def _segmentation_args(data, out, **changes):
     args = dict(model="enet-camvid", data=str(data), out=str(out), epochs=1, batch_size=2, crop=(32, 48), scale=1.0,
                 scale_range=(0.9, 1.1), lr=1e-3, weight_decay=0.0, threads=1, device="cpu", amp=False, resume=True,
                 limit=None, time_limit=None, seed=0, init=None, holdout="0006R0", fixed_schedule=False,
-                compile=False)
+                compile=False, aspect_range=(1.0, 1.0), street_augment=False)
     return SimpleNamespace(**{**args, **changes})
 
 
